@@ -1,0 +1,22 @@
+"""Local demo: SQLite, console email, Celery over kombu's filesystem transport (no servers)."""
+
+from .base import *  # noqa: F403
+from .base import VAR_DIR, env
+
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+DEBUG = env.bool("DJANGO_DEBUG", default=True)
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-demo-only-not-secret")
+
+# A broker made of three folders: worker and beat need no server installed by hand.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "data_folder_in": str(VAR_DIR / "celery" / "queue"),
+    "data_folder_out": str(VAR_DIR / "celery" / "queue"),
+    "data_folder_processed": str(VAR_DIR / "celery" / "processed"),
+    "store_processed": False,
+}
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+# The demo's admins should not be stopped at the door by an MFA enrolment unless asked for.
+TEACHCLOUD_MFA_ENFORCED = env.bool("TEACHCLOUD_MFA_ENFORCED", default=False)
+ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", default="optional")

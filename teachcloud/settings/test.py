@@ -1,0 +1,29 @@
+"""Test settings: real PostgreSQL (a throw-away cluster when DATABASE_URL is unset)."""
+
+import os
+
+from .base import *  # noqa: F403
+from .base import env
+
+if not os.environ.get("DATABASE_URL"):
+    from teachcloud.testing.pgcluster import ensure_cluster
+
+    os.environ["DATABASE_URL"] = ensure_cluster()
+
+DATABASES = {"default": env.db("DATABASE_URL")}
+SECRET_KEY = "test-only-not-secret"  # noqa: S105
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_URL = "memory://"
+# Tests not about MFA or throttling need no codes; the tests about them switch them on.
+TEACHCLOUD_MFA_ENFORCED = False
+TEACHCLOUD_THROTTLE_ENABLED = False
+ACCOUNT_RATE_LIMITS = False
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+ALLOWED_HOSTS = ["*"]

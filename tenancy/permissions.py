@@ -1,0 +1,265 @@
+"""Every "may actor do action on object" of TeachCloud is answered here, and nowhere else.
+
+The portal, the API and the admin all ask `can()` / `require()`. Visibility of lists is the job
+of the scoped selectors in `tenancy.selectors`, which use the same role facts (`roles_of`) so
+that a foreign object is simply not found (404) while a visible but forbidden action is a 403.
+
+Roles, from strongest to weakest:
+- platform staff (operator or superuser) may do everything;
+- a domain admin administers the domain and every project in it; a domain assistant does the
+  daily work of the domain admin;
+- a project admin administers the project; a project assistant does its daily work;
+- a member uses the project.
+Assistants may not appoint or remove admins or assistants, change the billing admin, set credit
+limits, or delete the tenant (SPEC "Tenancy and people" 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+ADMIN = "admin"
+ASSISTANT = "assistant"
+MEMBER = "member"
+
+
+class Action(StrEnum):
+    # Domains
+    DOMAIN_CREATE = "domain.create"
+    DOMAIN_VIEW = "domain.view"
+    DOMAIN_EDIT = "domain.edit"
+    DOMAIN_DELETE = "domain.delete"
+    DOMAIN_MANAGE = "domain.manage"  # daily work: projects, users, rosters, reports, audit
+    DOMAIN_APPOINT = "domain.appoint"  # appoint/remove domain admins and assistants
+    # Projects
+    PROJECT_CREATE = "project.create"  # obj: the domain
+    PROJECT_VIEW = "project.view"
+    PROJECT_EDIT = "project.edit"
+    PROJECT_DELETE = "project.delete"
+    PROJECT_MANAGE = "project.manage"  # daily work: members, enrollment, limits, unlock users
+    PROJECT_APPOINT = "project.appoint"  # appoint/remove project admins and assistants
+    # Users
+    USER_CREATE = "user.create"  # obj: the home domain
+    USER_VIEW = "user.view"
+    USER_EDIT_REAL_NAME = "user.edit_real_name"
+    USER_DEACTIVATE = "user.deactivate"
+    # Memberships and roles (obj: the membership / domain role)
+    MEMBERSHIP_CHANGE = "membership.change"
+    MEMBERSHIP_REMOVE = "membership.remove"
+    DOMAIN_ROLE_REMOVE = "domain_role.remove"
+    # Audit
+    AUDIT_VIEW = "audit.view"  # obj: a domain or project (None: the whole platform)
+
+
+@dataclass
+class Roles:
+    """What one user is, everywhere, computed once per user instance."""
+
+    active: bool = False
+    platform: bool = False
+    finance: bool = False
+    home_domain_id: int | None = None
+    domains: dict[int, str] = field(default_factory=dict)  # domain id -> admin|assistant
+    projects: dict[int, str] = field(default_factory=dict)  # project id -> admin|assistant|member
+    project_domains: dict[int, int] = field(default_factory=dict)  # project id -> domain id
+
+    def domain_role(self, domain_id: int | None) -> str | None:
+        return self.domains.get(domain_id) if domain_id is not None else None
+
+    def project_role(self, project_id: int) -> str | None:
+        return self.projects.get(project_id)
+
+    def administers_any(self) -> bool:
+        return any(r == ADMIN for r in self.domains.values()) or any(
+            r == ADMIN for r in self.projects.values()
+        )
+
+    def manages_any(self) -> bool:
+        return bool(self.domains) or any(r != MEMBER for r in self.projects.values())
+
+    @property
+    def managed_domain_ids(self) -> set[int]:
+        return set(self.domains)
+
+    @property
+    def managed_project_ids(self) -> set[int]:
+        return {pid for pid, role in self.projects.items() if role in (ADMIN, ASSISTANT)}
+
+
+_CACHE_ATTR = "_teachcloud_roles"
+
+
+def roles_of(user: Any) -> Roles:
+    """The user's roles, cached on the user instance (one request = one instance)."""
+    cached = getattr(user, _CACHE_ATTR, None)
+    if cached is not None:
+        return cached
+    roles = _compute_roles(user)
+    if user is not None and getattr(user, "pk", None) is not None:
+        setattr(user, _CACHE_ATTR, roles)
+    return roles
+
+
+def forget_roles(user: Any) -> None:
+    """Drop the cached roles of this user instance (after a service changed them)."""
+    if user is not None and hasattr(user, _CACHE_ATTR):
+        delattr(user, _CACHE_ATTR)
+
+
+def _compute_roles(user: Any) -> Roles:
+    from accounts.models import PlatformRole
+    from tenancy.models import DomainRole, Membership, TenantStatus
+
+    if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+        return Roles()
+    now = timezone.now()
+    roles = Roles(
+        active=True,
+        platform=bool(user.is_superuser or user.platform_role == PlatformRole.OPERATOR),
+        finance=user.platform_role == PlatformRole.FINANCE,
+        home_domain_id=user.home_domain_id,
+    )
+    for domain_id, role in (
+        DomainRole.objects.active(now)
+        .filter(user=user)
+        .exclude(domain__status=TenantStatus.PURGED)
+        .values_list("domain_id", "role")
+    ):
+        roles.domains[domain_id] = role
+    for project_id, domain_id, role in (
+        Membership.objects.active(now)
+        .filter(user=user)
+        .exclude(project__status=TenantStatus.PURGED)
+        .values_list("project_id", "project__domain_id", "role")
+    ):
+        roles.projects[project_id] = role
+        roles.project_domains[project_id] = domain_id
+    return roles
+
+
+def _domain_level(roles: Roles, domain_id: int, *, admin_only: bool) -> bool:
+    role = roles.domain_role(domain_id)
+    return role == ADMIN or (role == ASSISTANT and not admin_only)
+
+
+def _project_level(roles: Roles, project: Any, *, admin_only: bool) -> bool:
+    if _domain_level(roles, project.domain_id, admin_only=admin_only):
+        return True
+    role = roles.project_role(project.pk)
+    return role == ADMIN or (role == ASSISTANT and not admin_only)
+
+
+def _may_manage_user(roles: Roles, target: Any) -> bool:
+    """Admins and assistants of the user's home domain, or of a project the user is in."""
+    if target.home_domain_id is not None and _domain_level(
+        roles, target.home_domain_id, admin_only=False
+    ):
+        return True
+    managed = roles.managed_project_ids
+    if not managed and not roles.domains:
+        return False
+    from tenancy.models import Membership
+
+    rows = Membership.objects.filter(user=target).values_list("project_id", "project__domain_id")
+    return any(pid in managed or roles.domain_role(did) is not None for pid, did in rows)
+
+
+def can(actor: Any, action: Action | str, obj: Any = None) -> bool:  # noqa: C901 - one table
+    """May `actor` do `action` on `obj`? The one place every permission is decided."""
+    roles = roles_of(actor)
+    if not roles.active:
+        return False
+    action = Action(action)
+    if roles.platform:
+        return True
+
+    match action:
+        case Action.DOMAIN_CREATE | Action.DOMAIN_DELETE:
+            return False
+        case Action.DOMAIN_VIEW:
+            return (
+                roles.finance
+                or obj.pk in roles.domains
+                or obj.pk == roles.home_domain_id
+                or obj.pk in roles.project_domains.values()
+            )
+        case Action.DOMAIN_EDIT | Action.DOMAIN_APPOINT:
+            return _domain_level(roles, obj.pk, admin_only=True)
+        case Action.DOMAIN_MANAGE | Action.PROJECT_CREATE:
+            return _domain_level(roles, obj.pk, admin_only=False)
+        case Action.PROJECT_VIEW:
+            return (
+                roles.finance
+                or obj.domain_id in roles.domains
+                or obj.pk in roles.projects
+            )
+        case Action.PROJECT_EDIT | Action.PROJECT_MANAGE:
+            return _project_level(roles, obj, admin_only=False)
+        case Action.PROJECT_APPOINT:
+            return _project_level(roles, obj, admin_only=True)
+        case Action.PROJECT_DELETE:
+            return _domain_level(roles, obj.domain_id, admin_only=True)
+        case Action.USER_CREATE:
+            # obj: the home domain of the new user.
+            return _domain_level(roles, obj.pk, admin_only=False) or any(
+                roles.project_domains.get(pid) == obj.pk for pid in roles.managed_project_ids
+            )
+        case Action.USER_VIEW:
+            return obj.pk == actor.pk or roles.finance or _may_manage_user(roles, obj)
+        case Action.USER_EDIT_REAL_NAME:
+            return _may_manage_user(roles, obj)
+        case Action.USER_DEACTIVATE:
+            return obj.home_domain_id is not None and _domain_level(
+                roles, obj.home_domain_id, admin_only=True
+            )
+        case Action.MEMBERSHIP_CHANGE | Action.MEMBERSHIP_REMOVE:
+            # Touching an admin or assistant is an appointment; touching a member is daily work.
+            admin_only = obj.role in (ADMIN, ASSISTANT)
+            return _project_level(roles, obj.project, admin_only=admin_only)
+        case Action.DOMAIN_ROLE_REMOVE:
+            return _domain_level(roles, obj.domain_id, admin_only=True)
+        case Action.AUDIT_VIEW:
+            if obj is None:
+                return False
+            if hasattr(obj, "domain_id"):
+                return _project_level(roles, obj, admin_only=False)
+            return _domain_level(roles, obj.pk, admin_only=False)
+    return False
+
+
+def require(actor: Any, action: Action | str, obj: Any = None) -> None:
+    """Raise PermissionDenied unless `can(actor, action, obj)`."""
+    if not can(actor, action, obj):
+        raise PermissionDenied(_("You do not have permission to do this."))
+
+
+def membership_role_action(role: str) -> Action:
+    """Adding a member is daily work; adding an admin or assistant is an appointment."""
+    return Action.PROJECT_APPOINT if role in (ADMIN, ASSISTANT) else Action.PROJECT_MANAGE
+
+
+def requires_mfa(user: Any) -> bool:
+    """Platform staff and domain/project admins must use MFA (configurable by a setting)."""
+    from django.conf import settings
+
+    if not settings.TEACHCLOUD_MFA_ENFORCED:
+        return False
+    roles = roles_of(user)
+    if not roles.active:
+        return False
+    wanted = set(settings.TEACHCLOUD_MFA_REQUIRED_ROLES)
+    if "platform" in wanted and (roles.platform or roles.finance or user.is_staff):
+        return True
+    if "domain_admin" in wanted and any(r == ADMIN for r in roles.domains.values()):
+        return True
+    if "domain_assistant" in wanted and any(r == ASSISTANT for r in roles.domains.values()):
+        return True
+    if "project_admin" in wanted and any(r == ADMIN for r in roles.projects.values()):
+        return True
+    return "project_assistant" in wanted and any(r == ASSISTANT for r in roles.projects.values())

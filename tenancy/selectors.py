@@ -1,0 +1,110 @@
+"""Scoped reads: what each user may see. Foreign objects are simply not in these querysets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from accounts.models import User
+from tenancy.models import AuditEvent, Domain, DomainRole, Membership, Project
+from tenancy.permissions import roles_of
+
+
+def _sees_everything(user: Any) -> bool:
+    roles = roles_of(user)
+    return roles.platform or roles.finance
+
+
+def domains_visible_to(user: Any) -> QuerySet[Domain]:
+    roles = roles_of(user)
+    if not roles.active:
+        return Domain.objects.none()
+    if _sees_everything(user):
+        return Domain.objects.all()
+    ids = set(roles.domains) | set(roles.project_domains.values())
+    if roles.home_domain_id is not None:
+        ids.add(roles.home_domain_id)
+    return Domain.objects.filter(pk__in=ids)
+
+
+def projects_visible_to(user: Any) -> QuerySet[Project]:
+    roles = roles_of(user)
+    if not roles.active:
+        return Project.objects.none()
+    qs = Project.objects.select_related("domain")
+    if _sees_everything(user):
+        return qs
+    return qs.filter(Q(domain_id__in=roles.domains) | Q(pk__in=roles.projects))
+
+
+def projects_managed_by(user: Any) -> QuerySet[Project]:
+    """Projects whose daily work (members, enrollment, imports) the user may do."""
+    roles = roles_of(user)
+    if not roles.active:
+        return Project.objects.none()
+    qs = Project.objects.select_related("domain")
+    if roles.platform:
+        return qs
+    return qs.filter(Q(domain_id__in=roles.domains) | Q(pk__in=roles.managed_project_ids))
+
+
+def users_visible_to(user: Any) -> QuerySet[User]:
+    """Self; for admins and assistants, the users of their domains and of their projects.
+
+    A project admin also sees the users of the project's domain, so they can add them.
+    """
+    roles = roles_of(user)
+    if not roles.active:
+        return User.objects.none()
+    qs = User.objects.select_related("home_domain")
+    if _sees_everything(user):
+        return qs
+    domain_ids = set(roles.domains)
+    domain_ids |= {roles.project_domains[pid] for pid in roles.managed_project_ids}
+    visible = Q(pk=user.pk) | Q(home_domain_id__in=domain_ids)
+    if domain_ids:
+        visible |= Q(memberships__project__domain_id__in=set(roles.domains))
+        visible |= Q(memberships__project_id__in=roles.managed_project_ids)
+    return qs.filter(pk__in=User.objects.filter(visible).values("pk"))
+
+
+def memberships_visible_to(user: Any) -> QuerySet[Membership]:
+    roles = roles_of(user)
+    if not roles.active:
+        return Membership.objects.none()
+    qs = Membership.objects.select_related("project", "project__domain", "user")
+    if _sees_everything(user):
+        return qs
+    return qs.filter(
+        Q(user_id=user.pk)
+        | Q(project__domain_id__in=roles.domains)
+        | Q(project_id__in=roles.managed_project_ids)
+    )
+
+
+def domain_roles_visible_to(user: Any) -> QuerySet[DomainRole]:
+    roles = roles_of(user)
+    if not roles.active:
+        return DomainRole.objects.none()
+    qs = DomainRole.objects.select_related("domain", "user")
+    if _sees_everything(user):
+        return qs
+    return qs.filter(Q(user_id=user.pk) | Q(domain_id__in=roles.domains))
+
+
+def audit_events_visible_to(user: Any) -> QuerySet[AuditEvent]:
+    """Platform staff see everything; admins and assistants see their own scope."""
+    roles = roles_of(user)
+    if not roles.active:
+        return AuditEvent.objects.none()
+    qs = AuditEvent.objects.select_related("actor", "domain", "project")
+    if roles.platform:
+        return qs
+    return qs.filter(
+        Q(domain_id__in=roles.domains) | Q(project_id__in=roles.managed_project_ids)
+    )
+
+
+def project_admins(project: Project) -> QuerySet[Membership]:
+    return Membership.objects.active().filter(project=project, role__in=["admin", "assistant"])

@@ -1,0 +1,366 @@
+"""Writes of the tenancy app: domains, projects, appointments, memberships.
+
+Each top-level service checks permission, validates, writes the change and its audit event in one
+transaction, and never does network I/O inside it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import User
+from teachcloud.errors import Conflict, ServiceError
+from tenancy.audit import audit_record, snapshot
+from tenancy.models import Domain, DomainRole, DomainRoleKind, Membership, Project, ProjectRole
+from tenancy.permissions import Action, forget_roles, membership_role_action, require
+
+DOMAIN_FIELDS = ["name", "code", "status"]
+PROJECT_FIELDS = ["name", "code", "description", "status"]
+GRANT_FIELDS = ["role", "expires_at"]
+
+
+def _check_expiry(role: str, expires_at: datetime | None) -> None:
+    if expires_at is None:
+        return
+    if role != "assistant":
+        raise ServiceError(
+            _("Only assistant appointments can have an end date."), code="expiry_not_allowed",
+            fields={"expires_at": [_("Only assistants can be appointed until a date.")]},
+        )
+    if expires_at <= timezone.now():
+        raise ServiceError(
+            _("The end date of an appointment must be in the future."), code="expiry_in_past",
+            fields={"expires_at": [_("Must be in the future.")]},
+        )
+
+
+def _check_appointee(*, actor: Any, user: User, domain: Domain, role: str) -> None:
+    """Who may be appointed where (SPEC "Tenancy and people" 1 and 3).
+
+    Members and assistants come from the tenant's own domain. An admin may also be a user of the
+    appointing admin's own home domain. Platform staff may appoint any active user as admin.
+    """
+    if not user.is_active:
+        raise ServiceError(_("This user account is not active."), code="user_inactive")
+    if user.home_domain_id == domain.pk:
+        return
+    if role == "admin":
+        if getattr(actor, "is_platform_staff", False):
+            return
+        if actor.home_domain_id is not None and user.home_domain_id == actor.home_domain_id:
+            return
+    raise ServiceError(
+        _("%(user)s does not belong to the domain %(domain)s.")
+        % {"user": user, "domain": domain.name},
+        code="user_not_in_domain",
+    )
+
+
+# -- Domains ----------------------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def domain_create(*, actor: Any, name: str, code: str, admin: User | None = None) -> Domain:
+    require(actor, Action.DOMAIN_CREATE)
+    return _domain_create(actor=actor, name=name, code=code, admin=admin)
+
+
+def _domain_create(*, actor: Any, name: str, code: str, admin: User | None) -> Domain:
+    name, code = name.strip(), code.strip().lower()
+    if not name:
+        raise ServiceError(_("A domain needs a name."), code="name_required",
+                           fields={"name": [_("This field is required.")]})
+    if Domain.objects.filter(code=code).exists():
+        raise Conflict(_("A domain with the code %(code)s already exists.") % {"code": code},
+                       code="code_taken", fields={"code": [_("This code is already used.")]})
+    domain = Domain.objects.create(name=name, code=code, created_by=_real(actor))
+    audit_record(actor=actor, action="domain.create", target=domain, domain=domain,
+                 after=snapshot(domain, DOMAIN_FIELDS))
+    if admin is not None:
+        _domain_role_set(actor=actor, domain=domain, user=admin, role="admin", expires_at=None)
+    return domain
+
+
+@transaction.atomic(durable=True)
+def domain_create_with_admin(
+    *, actor: Any, name: str, code: str, admin_username: str, admin_real_name: str,
+    admin_email: str, admin_id_number: str, admin_password: str | None = None,
+) -> Domain:
+    """Platform staff open a school together with its first admin (a new user of the domain)."""
+    from accounts.services import _user_create
+
+    require(actor, Action.DOMAIN_CREATE)
+    domain = _domain_create(actor=actor, name=name, code=code, admin=None)
+    admin = _user_create(
+        actor=actor, domain=domain, username=admin_username, real_name=admin_real_name,
+        id_number=admin_id_number, email=admin_email, password=admin_password,
+    )
+    _domain_role_set(actor=actor, domain=domain, user=admin, role="admin", expires_at=None)
+    return domain
+
+
+@transaction.atomic(durable=True)
+def domain_update(*, actor: Any, domain: Domain, name: str | None = None) -> Domain:
+    require(actor, Action.DOMAIN_EDIT, domain)
+    domain = Domain.objects.select_for_update().get(pk=domain.pk)
+    before = snapshot(domain, DOMAIN_FIELDS)
+    if name is not None:
+        if not name.strip():
+            raise ServiceError(_("A domain needs a name."), code="name_required",
+                               fields={"name": [_("This field is required.")]})
+        domain.name = name.strip()
+    domain.save(update_fields=["name"])
+    audit_record(actor=actor, action="domain.update", target=domain, domain=domain,
+                 before=before, after=snapshot(domain, DOMAIN_FIELDS))
+    return domain
+
+
+# -- Projects ---------------------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def project_create(
+    *, actor: Any, domain: Domain, name: str, code: str, description: str = "",
+    admin: User | None = None,
+) -> Project:
+    require(actor, Action.PROJECT_CREATE, domain)
+    if admin is not None:
+        require(actor, Action.DOMAIN_APPOINT, domain)
+    name, code = name.strip(), code.strip().lower()
+    if not name:
+        raise ServiceError(_("A project needs a name."), code="name_required",
+                           fields={"name": [_("This field is required.")]})
+    if Project.objects.filter(domain=domain, code=code).exists():
+        raise Conflict(
+            _("The domain already has a project with the code %(code)s.") % {"code": code},
+            code="code_taken", fields={"code": [_("This code is already used in the domain.")]},
+        )
+    project = Project.objects.create(
+        domain=domain, name=name, code=code, description=description, created_by=_real(actor)
+    )
+    audit_record(actor=actor, action="project.create", target=project, project=project,
+                 after=snapshot(project, PROJECT_FIELDS))
+    if admin is not None:
+        _membership_add(actor=actor, project=project, user=admin, role="admin", expires_at=None)
+    return project
+
+
+@transaction.atomic(durable=True)
+def project_update(
+    *, actor: Any, project: Project, name: str | None = None, code: str | None = None,
+    description: str | None = None,
+) -> Project:
+    require(actor, Action.PROJECT_EDIT, project)
+    project = Project.objects.select_for_update().get(pk=project.pk)
+    before = snapshot(project, PROJECT_FIELDS)
+    if name is not None:
+        if not name.strip():
+            raise ServiceError(_("A project needs a name."), code="name_required",
+                               fields={"name": [_("This field is required.")]})
+        project.name = name.strip()
+    if code is not None and code.strip().lower() != project.code:
+        code = code.strip().lower()
+        if Project.objects.filter(domain_id=project.domain_id, code=code).exists():
+            raise Conflict(
+                _("The domain already has a project with the code %(code)s.") % {"code": code},
+                code="code_taken", fields={"code": [_("This code is already used.")]},
+            )
+        project.code = code
+    if description is not None:
+        project.description = description
+    project.save()
+    audit_record(actor=actor, action="project.update", target=project, project=project,
+                 before=before, after=snapshot(project, PROJECT_FIELDS))
+    return project
+
+
+# -- Domain roles -----------------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def domain_role_set(
+    *, actor: Any, domain: Domain, user: User, role: str, expires_at: datetime | None = None
+) -> DomainRole:
+    """Appoint `user` as admin or assistant of `domain` (or change their role there)."""
+    require(actor, Action.DOMAIN_APPOINT, domain)
+    return _domain_role_set(actor=actor, domain=domain, user=user, role=role,
+                            expires_at=expires_at)
+
+
+def _domain_role_set(
+    *, actor: Any, domain: Domain, user: User, role: str, expires_at: datetime | None
+) -> DomainRole:
+    if role not in DomainRoleKind.values:
+        raise ServiceError(_("Unknown role %(role)s.") % {"role": role}, code="invalid_role",
+                           fields={"role": [_("Choose admin or assistant.")]})
+    _check_expiry(role, expires_at)
+    _check_appointee(actor=actor, user=user, domain=domain, role=role)
+    existing = DomainRole.objects.select_for_update().filter(domain=domain, user=user).first()
+    if existing is None:
+        grant = DomainRole.objects.create(domain=domain, user=user, role=role,
+                                          expires_at=expires_at)
+        audit_record(actor=actor, action="domain_role.appoint", target=grant, domain=domain,
+                     after=snapshot(grant, GRANT_FIELDS) | {"user": user.username})
+    else:
+        if existing.role == "admin" and role != "admin":
+            _ensure_other_domain_admin(existing)
+        before = snapshot(existing, GRANT_FIELDS)
+        existing.role, existing.expires_at = role, expires_at
+        existing.save(update_fields=["role", "expires_at"])
+        grant = existing
+        audit_record(actor=actor, action="domain_role.change", target=grant, domain=domain,
+                     before=before, after=snapshot(grant, GRANT_FIELDS) | {"user": user.username})
+    forget_roles(user)
+    return grant
+
+
+def _ensure_other_domain_admin(grant: DomainRole) -> None:
+    others = DomainRole.objects.active().filter(domain_id=grant.domain_id, role="admin")
+    if not others.exclude(pk=grant.pk).exists():
+        raise Conflict(
+            _("A domain must keep at least one admin: appoint another admin first."),
+            code="last_admin",
+        )
+
+
+@transaction.atomic(durable=True)
+def domain_role_remove(*, actor: Any, grant: DomainRole) -> None:
+    require(actor, Action.DOMAIN_ROLE_REMOVE, grant)
+    grant = DomainRole.objects.select_for_update().select_related("domain", "user").get(
+        pk=grant.pk
+    )
+    if grant.role == "admin":
+        _ensure_other_domain_admin(grant)
+    audit_record(actor=actor, action="domain_role.remove", target=grant, domain=grant.domain,
+                 before=snapshot(grant, GRANT_FIELDS) | {"user": grant.user.username})
+    grant.delete()
+    forget_roles(grant.user)
+
+
+# -- Memberships ------------------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def membership_add(
+    *, actor: Any, project: Project, user: User, role: str = "member",
+    expires_at: datetime | None = None,
+) -> Membership:
+    if role not in ProjectRole.values:
+        raise ServiceError(_("Unknown role %(role)s.") % {"role": role}, code="invalid_role",
+                           fields={"role": [_("Choose member, assistant or admin.")]})
+    require(actor, membership_role_action(role), project)
+    return _membership_add(actor=actor, project=project, user=user, role=role,
+                           expires_at=expires_at)
+
+
+def _membership_add(
+    *, actor: Any, project: Project, user: User, role: str, expires_at: datetime | None
+) -> Membership:
+    _check_expiry(role, expires_at)
+    _check_appointee(actor=actor, user=user, domain=project.domain, role=role)
+    if Membership.objects.filter(project=project, user=user).exists():
+        raise Conflict(
+            _("%(user)s is already in the project %(project)s.")
+            % {"user": user, "project": project.name},
+            code="already_member",
+        )
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(project=project, user=user, role=role,
+                                                   expires_at=expires_at)
+    except IntegrityError as exc:  # a concurrent add of the same user
+        raise Conflict(_("%(user)s is already in the project.") % {"user": user},
+                       code="already_member") from exc
+    action = "membership.add" if role == "member" else "membership.appoint"
+    audit_record(actor=actor, action=action, target=membership, project=project,
+                 after=snapshot(membership, GRANT_FIELDS) | {"user": user.username})
+    forget_roles(user)
+    return membership
+
+
+def _ensure_other_project_admin(membership: Membership) -> None:
+    others = Membership.objects.active().filter(project_id=membership.project_id, role="admin")
+    if not others.exclude(pk=membership.pk).exists():
+        raise Conflict(
+            _("A project must keep at least one admin: appoint another admin first."),
+            code="last_admin",
+        )
+
+
+@transaction.atomic(durable=True)
+def membership_update(
+    *, actor: Any, membership: Membership, role: str, expires_at: datetime | None = None
+) -> Membership:
+    if role not in ProjectRole.values:
+        raise ServiceError(_("Unknown role %(role)s.") % {"role": role}, code="invalid_role",
+                           fields={"role": [_("Choose member, assistant or admin.")]})
+    membership = Membership.objects.select_for_update().select_related(
+        "project__domain", "user"
+    ).get(pk=membership.pk)
+    require(actor, Action.MEMBERSHIP_CHANGE, membership)
+    require(actor, membership_role_action(role), membership.project)
+    _check_expiry(role, expires_at)
+    if role != membership.role:
+        _check_appointee(actor=actor, user=membership.user, domain=membership.project.domain,
+                         role=role)
+    if membership.role == "admin" and role != "admin":
+        _ensure_other_project_admin(membership)
+    before = snapshot(membership, GRANT_FIELDS)
+    membership.role, membership.expires_at = role, expires_at
+    membership.save(update_fields=["role", "expires_at"])
+    audit_record(actor=actor, action="membership.change", target=membership,
+                 project=membership.project, before=before,
+                 after=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username})
+    forget_roles(membership.user)
+    return membership
+
+
+@transaction.atomic(durable=True)
+def membership_remove(*, actor: Any, membership: Membership) -> None:
+    membership = Membership.objects.select_for_update().select_related(
+        "project__domain", "user"
+    ).get(pk=membership.pk)
+    require(actor, Action.MEMBERSHIP_REMOVE, membership)
+    if membership.role == "admin":
+        _ensure_other_project_admin(membership)
+    audit_record(actor=actor, action="membership.remove", target=membership,
+                 project=membership.project,
+                 before=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username})
+    membership.delete()
+    forget_roles(membership.user)
+
+
+# -- Housekeeping -----------------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def grants_expire(*, now: datetime | None = None) -> int:
+    """End assistant appointments whose date has passed, each with an audit event."""
+    now = now or timezone.now()
+    count = 0
+    for grant in DomainRole.objects.select_for_update().select_related("domain").filter(
+        expires_at__lte=now
+    ):
+        audit_record(actor=None, action="domain_role.expire", target=grant, domain=grant.domain,
+                     before=snapshot(grant, GRANT_FIELDS))
+        grant.delete()
+        count += 1
+    for membership in Membership.objects.select_for_update().select_related(
+        "project__domain"
+    ).filter(expires_at__lte=now):
+        audit_record(actor=None, action="membership.expire", target=membership,
+                     project=membership.project, before=snapshot(membership, GRANT_FIELDS))
+        # An expired assistant stays in the project as a plain member.
+        membership.role, membership.expires_at = "member", None
+        membership.save(update_fields=["role", "expires_at"])
+        count += 1
+    return count
+
+
+def _real(actor: Any) -> User | None:
+    return actor if getattr(actor, "pk", None) is not None else None
