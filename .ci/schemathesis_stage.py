@@ -1,0 +1,122 @@
+"""CI stage: fuzz every operation of /api/schema/ with schemathesis, authenticated as each role.
+
+Starts a throw-away PostgreSQL cluster, migrates, loads the demo data, serves the API with
+gunicorn on 127.0.0.1 and runs `schemathesis run` once per role (and once anonymously). Fails on
+any 5xx, undocumented status code, wrong content type or response that violates the schema.
+Endpoints added by later issues are fuzzed automatically: they are in the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from teachcloud.testing.pgcluster import ensure_cluster  # noqa: E402
+
+VENV = ROOT / ".venv" / "bin"
+MAX_TIME = os.environ.get("SCHEMATHESIS_MAX_TIME", "60")
+CHECKS = ",".join([
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_schema_conformance",
+])
+
+TOKENS_SCRIPT = """
+import json
+from rest_framework.authtoken.models import Token
+from accounts.models import User
+from tenancy.models import DomainRole, Membership
+
+def first(qs):
+    return qs.order_by("pk").first()
+
+users = {
+    "platform": first(User.objects.filter(is_superuser=True)),
+    "domain_admin": getattr(first(DomainRole.objects.filter(role="admin")), "user", None),
+    "domain_assistant": getattr(first(DomainRole.objects.filter(role="assistant")), "user", None),
+    "project_admin": getattr(first(Membership.objects.filter(role="admin")), "user", None),
+    "project_assistant": getattr(first(Membership.objects.filter(role="assistant")), "user", None),
+    "member": getattr(first(Membership.objects.filter(role="member")), "user", None),
+}
+missing = [role for role, user in users.items() if user is None]
+assert not missing, f"demo data has no user for {missing}"
+print("TOKENS=" + json.dumps({r: Token.objects.get_or_create(user=u)[0].key for r, u in users.items()}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run(  # noqa: S603
+        [str(VENV / "python"), "manage.py", *args], cwd=ROOT, env=env, check=True,
+        capture_output=True, text=True,
+    )
+    return result.stdout
+
+
+def main() -> int:
+    env = dict(os.environ)
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "teachcloud.settings.local",
+        "DATABASE_URL": ensure_cluster(),
+        "DJANGO_DEBUG": "false",
+        "TEACHCLOUD_MFA_ENFORCED": "false",
+        # Fuzzing must reach the code, not the login throttle.
+        "TEACHCLOUD_THROTTLE_ENABLED": "false",
+    })
+    manage(env, "migrate", "--noinput")
+    manage(env, "seed_demo")
+    out = manage(env, "shell", "-c", TOKENS_SCRIPT)
+    tokens = json.loads(next(line for line in out.splitlines() if line.startswith("TOKENS="))[7:])
+
+    port = free_port()
+    server = subprocess.Popen(  # noqa: S603
+        [str(VENV / "gunicorn"), "teachcloud.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2",
+         "--timeout", "60", "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/api/schema/", timeout=5)  # noqa: S310
+                break
+            except OSError:
+                time.sleep(0.3)
+        failures = []
+        for role, token in [*tokens.items(), ("anonymous", None)]:
+            print(f"\n--- schemathesis as {role}", flush=True)
+            argv = [str(VENV / "schemathesis"), "run", f"{base}/api/schema/",
+                    "--checks", CHECKS, "--max-time", MAX_TIME, "--workers", "2",
+                    "--phases", "examples,coverage,fuzzing", "--request-timeout", "30",
+                    "--suppress-health-check", "all"]
+            if token:
+                argv += ["--header", f"Authorization: Token {token}"]
+            if subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode != 0:  # noqa: S603
+                failures.append(role)
+        if failures:
+            print(f"\nschemathesis found problems as: {', '.join(failures)}")
+            return 1
+        print("\nschemathesis: no server errors or schema violations for any role")
+        return 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
