@@ -159,9 +159,10 @@ TEACHCLOUD_ROSTER_MAX_BYTES = 5 * 1024 * 1024
 TEACHCLOUD_ROSTER_INLINE_ROWS = 200
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header makes "not signed in" a 401 rather than a 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "teachcloud.api.pagination.PageSizePagination",
@@ -180,6 +181,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Enums that share a field name ("status", "role") get stable, readable component names.
+    "ENUM_NAME_OVERRIDES": {
+        "TenantStatusEnum": "tenancy.models.TenantStatus",
+        "ProjectRoleEnum": "tenancy.models.ProjectRole",
+        "DomainRoleEnum": "tenancy.models.DomainRoleKind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "teachcloud.api.schema.add_error_responses",

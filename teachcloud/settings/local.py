@@ -4,6 +4,8 @@ from .base import *  # noqa: F403
 from .base import VAR_DIR, env
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="local-demo-only-not-secret")
 
