@@ -122,6 +122,24 @@ def user_create(
 
 
 @transaction.atomic(durable=True)
+def user_create_in_project(
+    *, actor: Any, project: Project, username: str, real_name: str, id_number: str, email: str,
+    phone: str = "", role: str = "member",
+) -> Membership:
+    """An admin creates a real-name user of the project's domain and adds them to the project,
+    in one transaction (an invitation email lets the user choose a password)."""
+    from tenancy.permissions import membership_role_action
+    from tenancy.services import _membership_add
+
+    require(actor, Action.USER_CREATE, project.domain)
+    require(actor, membership_role_action(role), project)
+    user = _user_create(actor=actor, domain=project.domain,
+                        username=username.strip() or default_username(project.domain, id_number),
+                        real_name=real_name, id_number=id_number, email=email, phone=phone)
+    return _membership_add(actor=actor, project=project, user=user, role=role, expires_at=None)
+
+
+@transaction.atomic(durable=True)
 def user_update(*, actor: Any, user: User, **changes: Any) -> User:
     """Change real-name fields (admins only) — every change is audited."""
     unknown = set(changes) - set(REAL_NAME_FIELDS) - {"is_active"}
@@ -160,6 +178,63 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
         action = "user.real_name_change" if set(new) & set(REAL_NAME_FIELDS) else "user.update"
         audit_record(actor=actor, action=action, target=user, domain=user.home_domain,
                      before=before, after=after)
+    return user
+
+
+PLATFORM_ACCESS_FIELDS = ["platform_role", "is_staff", "is_superuser"]
+
+
+@transaction.atomic(durable=True)
+def staff_user_create(
+    *, actor: Any, username: str, real_name: str, email: str, phone: str = "",
+    password: str | None = None, platform_role: str = "operator", is_staff: bool = True,
+    is_superuser: bool = False,
+) -> User:
+    """Platform staff create another platform account (no home domain)."""
+    require(actor, Action.PLATFORM_STAFF_MANAGE)
+    user = _user_create(actor=actor, domain=None, username=username, real_name=real_name,
+                        id_number="", email=email, phone=phone, password=password)
+    _platform_access_apply(actor=actor, user=user, platform_role=platform_role,
+                           is_staff=is_staff, is_superuser=is_superuser)
+    return user
+
+
+@transaction.atomic(durable=True)
+def user_platform_access_set(
+    *, actor: Any, user: User, platform_role: str, is_staff: bool, is_superuser: bool
+) -> User:
+    """Grant or withdraw platform access (operator/finance role, admin site, superuser)."""
+    require(actor, Action.PLATFORM_STAFF_MANAGE)
+    user = User.objects.select_for_update().get(pk=user.pk)
+    return _platform_access_apply(actor=actor, user=user, platform_role=platform_role,
+                                  is_staff=is_staff, is_superuser=is_superuser)
+
+
+def _platform_access_apply(
+    *, actor: Any, user: User, platform_role: str, is_staff: bool, is_superuser: bool
+) -> User:
+    from accounts.models import PlatformRole
+
+    if platform_role not in PlatformRole.values:
+        raise ServiceError(_("Unknown platform role %(role)s.") % {"role": platform_role},
+                           code="invalid_role", fields={"platform_role": [_("Choose a role.")]})
+    before = snapshot(user, PLATFORM_ACCESS_FIELDS)
+    if bool(is_superuser) != user.is_superuser and not getattr(actor, "is_superuser", False):
+        raise ServiceError(_("Only a superuser may grant or withdraw superuser status."),
+                           code="superuser_required",
+                           fields={"is_superuser": [_("Only a superuser may change this.")]},
+                           status=403)
+    staff_before = user.is_staff and (user.is_superuser or before["platform_role"] == "operator")
+    staff_after = is_staff and (is_superuser or platform_role == "operator")
+    if user.pk == getattr(actor, "pk", None) and staff_before and not staff_after:
+        raise ServiceError(_("You cannot withdraw your own platform access."),
+                           code="self_demote")
+    user.platform_role, user.is_staff, user.is_superuser = platform_role, is_staff, is_superuser
+    after = snapshot(user, PLATFORM_ACCESS_FIELDS)
+    if after != before:
+        user.save(update_fields=PLATFORM_ACCESS_FIELDS)
+        audit_record(actor=actor, action="user.platform_access_change", target=user,
+                     domain=user.home_domain, before=before, after=after)
     return user
 
 
@@ -237,6 +312,10 @@ def enrollment_redeem(
     enrollment_code = _usable_code(code)
     project = enrollment_code.project
     domain = project.domain
+    if not password:
+        # No invitation goes to a redeemed account: without a password it could never sign in.
+        raise ServiceError(_("Choose a password for your account."), code="invalid_user",
+                           fields={"password": [_("This field is required.")]})
     if User.objects.filter(home_domain=domain, id_number=id_number.strip()).exists():
         raise Conflict(
             _("An account with this student number already exists in %(domain)s. Sign in and "
@@ -336,9 +415,14 @@ def roster_import_run(*, roster_import_id: int, progress_every: int = 50) -> Ros
     roster = RosterImport.objects.select_related("domain", "project", "uploaded_by").get(
         pk=roster_import_id
     )
-    if roster.status in (ImportStatus.DONE, ImportStatus.RUNNING):
+    # Claim the import atomically: of two workers given the same import (a redelivered task,
+    # a double enqueue), only one runs it.
+    claimed = RosterImport.objects.filter(
+        pk=roster.pk, status__in=[ImportStatus.PENDING, ImportStatus.FAILED]
+    ).update(status=ImportStatus.RUNNING, error="")
+    if not claimed:
+        roster.refresh_from_db()
         return roster
-    RosterImport.objects.filter(pk=roster.pk).update(status=ImportStatus.RUNNING)
     counts = {"created": 0, "added": 0, "existing": 0, "error": 0}
     results: list[dict[str, Any]] = []
     try:

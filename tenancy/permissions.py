@@ -55,6 +55,8 @@ class Action(StrEnum):
     DOMAIN_ROLE_REMOVE = "domain_role.remove"
     # Audit
     AUDIT_VIEW = "audit.view"  # obj: a domain or project (None: the whole platform)
+    # Platform staff accounts and their access (platform staff only)
+    PLATFORM_STAFF_MANAGE = "platform.staff_manage"
 
 
 @dataclass
