@@ -71,13 +71,17 @@ def parse_roster(file: IO[bytes], filename: str) -> list[dict[str, str]]:
     """Parse an uploaded roster into rows of real_name, id_number, email[, username]."""
     data = file.read(settings.TEACHCLOUD_ROSTER_MAX_BYTES + 1)
     if len(data) > settings.TEACHCLOUD_ROSTER_MAX_BYTES:
-        raise ServiceError(_("The file is too large (at most 5 MB)."), code="roster_too_large")
+        raise ServiceError(
+            _("The file is too large (at most %(mb)s MB).")
+            % {"mb": f"{settings.TEACHCLOUD_ROSTER_MAX_BYTES / (1024 * 1024):g}"},
+            code="roster_too_large",
+        )
     name = filename.lower()
     if name.endswith(".xlsx"):
         return _rows(_xlsx_table(data))
     if name.endswith(".csv") or name.endswith(".txt"):
         text = _decode(data)
-        return _rows([row for row in csv.reader(io.StringIO(text))])
+        return _rows(list(csv.reader(io.StringIO(text))))
     raise ServiceError(_("Upload a .csv or .xlsx file."), code="roster_format")
 
 

@@ -157,19 +157,22 @@ def _project_level(roles: Roles, project: Any, *, admin_only: bool) -> bool:
     return role == ADMIN or (role == ASSISTANT and not admin_only)
 
 
-def _may_manage_user(roles: Roles, target: Any) -> bool:
-    """Admins and assistants of the user's home domain, or of a project the user is in."""
+def _may_manage_user(roles: Roles, target: Any, *, admin_only: bool = False) -> bool:
+    """Admins (and, unless admin_only, assistants) of the user's home domain or of a project
+    the user is in."""
     if target.home_domain_id is not None and _domain_level(
-        roles, target.home_domain_id, admin_only=False
+        roles, target.home_domain_id, admin_only=admin_only
     ):
         return True
-    managed = roles.managed_project_ids
-    if not managed and not roles.domains:
+    wanted = {ADMIN} if admin_only else {ADMIN, ASSISTANT}
+    projects = {pid for pid, role in roles.projects.items() if role in wanted}
+    domains = {did for did, role in roles.domains.items() if role in wanted}
+    if not projects and not domains:
         return False
     from tenancy.models import Membership
 
     rows = Membership.objects.filter(user=target).values_list("project_id", "project__domain_id")
-    return any(pid in managed or roles.domain_role(did) is not None for pid, did in rows)
+    return any(pid in projects or did in domains for pid, did in rows)
 
 
 def can(actor: Any, action: Action | str, obj: Any = None) -> bool:  # noqa: C901 - one table
@@ -215,7 +218,8 @@ def can(actor: Any, action: Action | str, obj: Any = None) -> bool:  # noqa: C90
         case Action.USER_VIEW:
             return obj.pk == actor.pk or roles.finance or _may_manage_user(roles, obj)
         case Action.USER_EDIT_REAL_NAME:
-            return _may_manage_user(roles, obj)
+            # "Real-name fields are changed only by admins" (SPEC Tenancy and people 2).
+            return _may_manage_user(roles, obj, admin_only=True)
         case Action.USER_DEACTIVATE:
             return obj.home_domain_id is not None and _domain_level(
                 roles, obj.home_domain_id, admin_only=True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -108,3 +109,12 @@ def audit_events_visible_to(user: Any) -> QuerySet[AuditEvent]:
 
 def project_admins(project: Project) -> QuerySet[Membership]:
     return Membership.objects.active().filter(project=project, role__in=["admin", "assistant"])
+
+
+def membership_consumption(membership: Membership) -> Decimal:
+    """The member's rated consumption in the project (CNY, 4 places).
+
+    Placeholder until billing exists: always zero, without a query. The billing app replaces this
+    function with the sum of the member's rated usage; callers (the API) need not change.
+    """
+    return Decimal("0.0000")

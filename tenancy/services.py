@@ -39,6 +39,24 @@ def _check_expiry(role: str, expires_at: datetime | None) -> None:
         )
 
 
+def _clean_code(code: str) -> str:
+    """A tenant code: a lower-case ASCII slug (letters, digits, - and _), at most 64 long."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_slug
+
+    code = code.strip().lower()
+    try:
+        if not code or len(code) > 64:
+            raise ValidationError("bad length")
+        validate_slug(code)
+    except ValidationError as exc:
+        raise ServiceError(
+            _("Use 1 to 64 letters, digits, hyphens or underscores for the code."),
+            code="invalid_code", fields={"code": [_("Enter a valid code.")]},
+        ) from exc
+    return code
+
+
 def _check_appointee(*, actor: Any, user: User, domain: Domain, role: str) -> None:
     """Who may be appointed where (SPEC "Tenancy and people" 1 and 3).
 
@@ -71,10 +89,11 @@ def domain_create(*, actor: Any, name: str, code: str, admin: User | None = None
 
 
 def _domain_create(*, actor: Any, name: str, code: str, admin: User | None) -> Domain:
-    name, code = name.strip(), code.strip().lower()
+    name = name.strip()
     if not name:
         raise ServiceError(_("A domain needs a name."), code="name_required",
                            fields={"name": [_("This field is required.")]})
+    code = _clean_code(code)
     if Domain.objects.filter(code=code).exists():
         raise Conflict(_("A domain with the code %(code)s already exists.") % {"code": code},
                        code="code_taken", fields={"code": [_("This code is already used.")]})
@@ -131,10 +150,11 @@ def project_create(
     require(actor, Action.PROJECT_CREATE, domain)
     if admin is not None:
         require(actor, Action.DOMAIN_APPOINT, domain)
-    name, code = name.strip(), code.strip().lower()
+    name = name.strip()
     if not name:
         raise ServiceError(_("A project needs a name."), code="name_required",
                            fields={"name": [_("This field is required.")]})
+    code = _clean_code(code)
     if Project.objects.filter(domain=domain, code=code).exists():
         raise Conflict(
             _("The domain already has a project with the code %(code)s.") % {"code": code},
@@ -164,7 +184,7 @@ def project_update(
                                fields={"name": [_("This field is required.")]})
         project.name = name.strip()
     if code is not None and code.strip().lower() != project.code:
-        code = code.strip().lower()
+        code = _clean_code(code)
         if Project.objects.filter(domain_id=project.domain_id, code=code).exists():
             raise Conflict(
                 _("The domain already has a project with the code %(code)s.") % {"code": code},
@@ -220,6 +240,9 @@ def _domain_role_set(
 
 
 def _ensure_other_domain_admin(grant: DomainRole) -> None:
+    # Lock the domain row so that two concurrent removals of its last two admins serialise
+    # (the second then sees the first one gone).
+    Domain.objects.select_for_update().filter(pk=grant.domain_id).first()
     others = DomainRole.objects.active().filter(domain_id=grant.domain_id, role="admin")
     if not others.exclude(pk=grant.pk).exists():
         raise Conflict(
@@ -284,6 +307,7 @@ def _membership_add(
 
 
 def _ensure_other_project_admin(membership: Membership) -> None:
+    Project.objects.select_for_update().filter(pk=membership.project_id).first()
     others = Membership.objects.active().filter(project_id=membership.project_id, role="admin")
     if not others.exclude(pk=membership.pk).exists():
         raise Conflict(
@@ -343,18 +367,21 @@ def grants_expire(*, now: datetime | None = None) -> int:
     """End assistant appointments whose date has passed, each with an audit event."""
     now = now or timezone.now()
     count = 0
-    for grant in DomainRole.objects.select_for_update().select_related("domain").filter(
+    for grant in DomainRole.objects.select_for_update().select_related("domain", "user").filter(
         expires_at__lte=now
     ):
         audit_record(actor=None, action="domain_role.expire", target=grant, domain=grant.domain,
-                     before=snapshot(grant, GRANT_FIELDS))
+                     before=snapshot(grant, GRANT_FIELDS) | {"user": grant.user.username})
         grant.delete()
         count += 1
     for membership in Membership.objects.select_for_update().select_related(
-        "project__domain"
+        "project__domain", "user"
     ).filter(expires_at__lte=now):
         audit_record(actor=None, action="membership.expire", target=membership,
-                     project=membership.project, before=snapshot(membership, GRANT_FIELDS))
+                     project=membership.project,
+                     before=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username},
+                     after={"role": "member", "expires_at": None,
+                            "user": membership.user.username})
         # An expired assistant stays in the project as a plain member.
         membership.role, membership.expires_at = "member", None
         membership.save(update_fields=["role", "expires_at"])

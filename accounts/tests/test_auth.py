@@ -108,6 +108,11 @@ def test_invitation_over_smtp_lets_a_new_user_choose_a_password(
     client.post(form_path, {"password1": "Chosen-Pass-31", "password2": "Chosen-Pass-31"})
     user.refresh_from_db()
     assert user.check_password("Chosen-Pass-31")
+    # The link reached the address, so the address counts as verified: no second email.
+    assert EmailAddress.objects.get(user=user).verified
+    client.logout()
+    login(client, "new.student", "Chosen-Pass-31")
+    assert "_auth_user_id" in client.session
 
 
 def test_mfa_login_asks_for_the_code(client):
