@@ -24,12 +24,14 @@ from teachcloud.testing.pgcluster import ensure_cluster  # noqa: E402
 
 VENV = ROOT / ".venv" / "bin"
 MAX_TIME = os.environ.get("SCHEMATHESIS_MAX_TIME", "60")
-CHECKS = ",".join([
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_schema_conformance",
-])
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+    ]
+)
 
 TOKENS_SCRIPT = """
 import json
@@ -50,7 +52,8 @@ users = {
 }
 missing = [role for role, user in users.items() if user is None]
 assert not missing, f"demo data has no user for {missing}"
-print("TOKENS=" + json.dumps({r: Token.objects.get_or_create(user=u)[0].key for r, u in users.items()}))
+tokens = {role: Token.objects.get_or_create(user=user)[0].key for role, user in users.items()}
+print("TOKENS=" + json.dumps(tokens))
 """
 
 
@@ -62,22 +65,28 @@ def free_port() -> int:
 
 def manage(env: dict[str, str], *args: str) -> str:
     result = subprocess.run(  # noqa: S603
-        [str(VENV / "python"), "manage.py", *args], cwd=ROOT, env=env, check=True,
-        capture_output=True, text=True,
+        [str(VENV / "python"), "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return result.stdout
 
 
 def main() -> int:
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "teachcloud.settings.local",
-        "DATABASE_URL": ensure_cluster(),
-        "DJANGO_DEBUG": "false",
-        "TEACHCLOUD_MFA_ENFORCED": "false",
-        # Fuzzing must reach the code, not the login throttle.
-        "TEACHCLOUD_THROTTLE_ENABLED": "false",
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "teachcloud.settings.local",
+            "DATABASE_URL": ensure_cluster(),
+            "DJANGO_DEBUG": "false",
+            "TEACHCLOUD_MFA_ENFORCED": "false",
+            # Fuzzing must reach the code, not the login throttle.
+            "TEACHCLOUD_THROTTLE_ENABLED": "false",
+        }
+    )
     manage(env, "migrate", "--noinput")
     manage(env, "seed_demo")
     out = manage(env, "shell", "-c", TOKENS_SCRIPT)
@@ -85,9 +94,20 @@ def main() -> int:
 
     port = free_port()
     server = subprocess.Popen(  # noqa: S603
-        [str(VENV / "gunicorn"), "teachcloud.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2",
-         "--timeout", "60", "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        [
+            str(VENV / "gunicorn"),
+            "teachcloud.wsgi",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            "2",
+            "--timeout",
+            "60",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -100,10 +120,23 @@ def main() -> int:
         failures = []
         for role, token in [*tokens.items(), ("anonymous", None)]:
             print(f"\n--- schemathesis as {role}", flush=True)
-            argv = [str(VENV / "schemathesis"), "run", f"{base}/api/schema/",
-                    "--checks", CHECKS, "--max-time", MAX_TIME, "--workers", "2",
-                    "--phases", "examples,coverage,fuzzing", "--request-timeout", "30",
-                    "--suppress-health-check", "all"]
+            argv = [
+                str(VENV / "schemathesis"),
+                "run",
+                f"{base}/api/schema/",
+                "--checks",
+                CHECKS,
+                "--max-time",
+                MAX_TIME,
+                "--workers",
+                "2",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--request-timeout",
+                "30",
+                "--suppress-health-check",
+                "all",
+            ]
             if token:
                 argv += ["--header", f"Authorization: Token {token}"]
             if subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode != 0:  # noqa: S603

@@ -29,8 +29,10 @@ class MfaEnrolmentMiddleware:
         ):
             messages.warning(
                 request,
-                _("Your role requires two-factor authentication. Set up an authenticator app "
-                  "to continue."),
+                _(
+                    "Your role requires two-factor authentication. Set up an authenticator app "
+                    "to continue."
+                ),
             )
             return redirect(reverse("mfa_activate_totp"))
         return self.get_response(request)

@@ -26,14 +26,20 @@ class User(AbstractUser):
     last_name = None  # type: ignore[assignment]
     real_name = models.CharField(_("real name"), max_length=150)
     id_number = models.CharField(
-        _("student/staff number"), max_length=64, blank=True,
+        _("student/staff number"),
+        max_length=64,
+        blank=True,
         help_text=_("Unique within the home domain."),
     )
     email = models.EmailField(_("email address"), blank=True)
     phone = models.CharField(_("phone"), max_length=32, blank=True)
     home_domain = models.ForeignKey(
-        "tenancy.Domain", null=True, blank=True, on_delete=models.PROTECT,
-        related_name="users", verbose_name=_("home domain"),
+        "tenancy.Domain",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="users",
+        verbose_name=_("home domain"),
     )
     platform_role = models.CharField(
         _("platform role"), max_length=16, choices=PlatformRole.choices, blank=True, default=""
@@ -50,11 +56,15 @@ class User(AbstractUser):
         verbose_name_plural = _("users")
         constraints = [
             models.UniqueConstraint(
-                "home_domain", "id_number", name="user_id_number_unique_in_domain",
+                "home_domain",
+                "id_number",
+                name="user_id_number_unique_in_domain",
                 condition=Q(home_domain__isnull=False) & ~Q(id_number=""),
             ),
             models.UniqueConstraint(
-                Lower("email"), name="user_email_unique_ci", condition=~Q(email=""),
+                Lower("email"),
+                name="user_email_unique_ci",
+                condition=~Q(email=""),
             ),
         ]
 
@@ -80,7 +90,9 @@ class EnrollmentCode(models.Model):
     """A code/link a project admin hands out; students redeem it and wait for approval."""
 
     project = models.ForeignKey(
-        "tenancy.Project", on_delete=models.CASCADE, related_name="enrollment_codes",
+        "tenancy.Project",
+        on_delete=models.CASCADE,
+        related_name="enrollment_codes",
         verbose_name=_("project"),
     )
     code = models.CharField(_("code"), max_length=32, unique=True, default=_new_code)
@@ -90,7 +102,10 @@ class EnrollmentCode(models.Model):
     uses = models.PositiveIntegerField(_("uses"), default=0)
     active = models.BooleanField(_("active"), default=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         verbose_name=_("created by"),
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -123,22 +138,32 @@ class EnrollmentRequest(models.Model):
         EnrollmentCode, on_delete=models.PROTECT, related_name="requests", verbose_name=_("code")
     )
     project = models.ForeignKey(
-        "tenancy.Project", on_delete=models.CASCADE, related_name="enrollment_requests",
+        "tenancy.Project",
+        on_delete=models.CASCADE,
+        related_name="enrollment_requests",
         verbose_name=_("project"),
     )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="enrollment_requests",
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="enrollment_requests",
         verbose_name=_("user"),
     )
     status = models.CharField(
-        _("status"), max_length=16, choices=EnrollmentStatus.choices,
+        _("status"),
+        max_length=16,
+        choices=EnrollmentStatus.choices,
         default=EnrollmentStatus.PENDING,
     )
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+", verbose_name=_("decided by"),
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("decided by"),
     )
 
     class Meta:
@@ -147,7 +172,8 @@ class EnrollmentRequest(models.Model):
         verbose_name_plural = _("enrollment requests")
         constraints = [
             models.UniqueConstraint(
-                fields=["project", "user"], condition=Q(status="pending"),
+                fields=["project", "user"],
+                condition=Q(status="pending"),
                 name="enrollment_one_pending_per_user",
             )
         ]
@@ -170,11 +196,18 @@ class RosterImport(models.Model):
         "tenancy.Domain", on_delete=models.CASCADE, related_name="+", verbose_name=_("domain")
     )
     project = models.ForeignKey(
-        "tenancy.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        "tenancy.Project",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
         verbose_name=_("project"),
     )
     uploaded_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
         verbose_name=_("uploaded by"),
     )
     filename = models.CharField(_("file name"), max_length=255)
@@ -191,6 +224,8 @@ class RosterImport(models.Model):
     results = models.JSONField(_("results"), default=list)
     error = models.TextField(_("failure"), blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    # Moves with every progress update: an import that stops moving was orphaned by its worker.
+    updated_at = models.DateTimeField(_("last progress"), default=timezone.now)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:

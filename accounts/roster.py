@@ -14,8 +14,16 @@ from teachcloud.errors import ServiceError
 
 COLUMNS = {
     "real_name": {"real_name", "real name", "name", "姓名", "真实姓名"},
-    "id_number": {"id_number", "id number", "student number", "staff number", "number",
-                  "学号", "工号", "学号/工号"},
+    "id_number": {
+        "id_number",
+        "id number",
+        "student number",
+        "staff number",
+        "number",
+        "学号",
+        "工号",
+        "学号/工号",
+    },
     "email": {"email", "e-mail", "mail", "邮箱", "电子邮箱", "电子邮件"},
     "username": {"username", "user name", "login", "用户名"},
 }
@@ -51,8 +59,9 @@ def _rows(table: list[list[str]]) -> list[dict[str, str]]:
         rows.append({key: cells[i] if i < len(cells) else "" for i, key in mapping.items()})
     limit = settings.TEACHCLOUD_ROSTER_MAX_ROWS
     if len(rows) > limit:
-        raise ServiceError(_("A roster may have at most %(n)d rows.") % {"n": limit},
-                           code="roster_too_large")
+        raise ServiceError(
+            _("A roster may have at most %(n)d rows.") % {"n": limit}, code="roster_too_large"
+        )
     if not rows:
         raise ServiceError(_("The file has no rows to import."), code="empty_roster")
     return rows
@@ -94,7 +103,8 @@ def _xlsx_table(data: bytes) -> list[list[str]]:
         raise ServiceError(_("The XLSX file could not be read."), code="roster_format") from exc
     try:
         sheet = workbook.worksheets[0]
-        return [["" if v is None else str(v) for v in row]
-                for row in sheet.iter_rows(values_only=True)]
+        return [
+            ["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)
+        ]
     finally:
         workbook.close()

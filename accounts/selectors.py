@@ -16,9 +16,12 @@ def verify_mfa_code(user: Any, code: str) -> bool:
     if not code:
         return False
     for authenticator in Authenticator.objects.filter(user=user):
-        if authenticator.type == Authenticator.Type.TOTP and TOTP(authenticator).validate_code(code):
+        if authenticator.type == Authenticator.Type.TOTP and TOTP(authenticator).validate_code(
+            code
+        ):
             return True
-        if (authenticator.type == Authenticator.Type.RECOVERY_CODES
-                and RecoveryCodes(authenticator).validate_code(code)):
+        if authenticator.type == Authenticator.Type.RECOVERY_CODES and RecoveryCodes(
+            authenticator
+        ).validate_code(code):
             return True
     return False

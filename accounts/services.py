@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from allauth.account.models import EmailAddress
@@ -11,7 +11,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -43,14 +43,19 @@ def default_username(domain: Domain, id_number: str) -> str:
 
 
 def _validate_identity(
-    *, domain: Domain | None, username: str, real_name: str, id_number: str, email: str,
+    *,
+    domain: Domain | None,
+    username: str,
+    real_name: str,
+    id_number: str,
+    email: str,
     exclude: User | None = None,
 ) -> dict[str, list[str]]:
     """Field errors for a real-name identity (empty when valid)."""
     errors: dict[str, list[str]] = {}
     others = User.objects.exclude(pk=exclude.pk) if exclude else User.objects.all()
     if not USERNAME_RE.match(username):
-        errors["username"] = [_("Use 1–150 letters, digits and . @ + - _ only.")]
+        errors["username"] = [_("Use 1 to 150 letters, digits and . @ + - _ only.")]
     elif others.filter(username__iexact=username).exists():
         errors["username"] = [_("This username is already taken.")]
     if not real_name.strip():
@@ -73,24 +78,44 @@ def _validate_identity(
 
 
 def _user_create(
-    *, actor: Any, domain: Domain | None, username: str, real_name: str, id_number: str,
-    email: str, phone: str = "", password: str | None = None, is_active: bool = True,
-    email_verified: bool = False, invite: bool = True,
+    *,
+    actor: Any,
+    domain: Domain | None,
+    username: str,
+    real_name: str,
+    id_number: str,
+    email: str,
+    phone: str = "",
+    password: str | None = None,
+    is_active: bool = True,
+    email_verified: bool = False,
+    invite: bool = True,
 ) -> User:
     username, email = username.strip(), email.strip().lower()
     real_name, id_number = real_name.strip(), id_number.strip()
-    errors = _validate_identity(domain=domain, username=username, real_name=real_name,
-                                id_number=id_number, email=email)
-    user = User(username=username, real_name=real_name, id_number=id_number, email=email,
-                phone=phone.strip(), home_domain=domain, is_active=is_active)
+    errors = _validate_identity(
+        domain=domain, username=username, real_name=real_name, id_number=id_number, email=email
+    )
+    user = User(
+        username=username,
+        real_name=real_name,
+        id_number=id_number,
+        email=email,
+        phone=phone.strip(),
+        home_domain=domain,
+        is_active=is_active,
+    )
     if password:
         try:
             validate_password(password, user)
         except ValidationError as exc:
             errors["password"] = list(exc.messages)
     if errors:
-        raise ServiceError(_("The user could not be created: please check the fields."),
-                           code="invalid_user", fields=errors)
+        raise ServiceError(
+            _("The user could not be created: please check the fields."),
+            code="invalid_user",
+            fields=errors,
+        )
     if password:
         user.set_password(password)
     else:
@@ -99,11 +124,17 @@ def _user_create(
         with transaction.atomic():
             user.save()
     except IntegrityError as exc:  # a concurrent create of the same identity
-        raise Conflict(_("A user with this username, email or number already exists."),
-                       code="user_exists") from exc
+        raise Conflict(
+            _("A user with this username, email or number already exists."), code="user_exists"
+        ) from exc
     EmailAddress.objects.create(user=user, email=email, primary=True, verified=email_verified)
-    audit_record(actor=actor, action="user.create", target=user, domain=domain,
-                 after=snapshot(user, ["username", *REAL_NAME_FIELDS]))
+    audit_record(
+        actor=actor,
+        action="user.create",
+        target=user,
+        domain=domain,
+        after=snapshot(user, ["username", *REAL_NAME_FIELDS]),
+    )
     if invite and not password and is_active:
         transaction.on_commit(lambda: send_invitation(user_id=user.pk))
     return user
@@ -111,20 +142,42 @@ def _user_create(
 
 @transaction.atomic(durable=True)
 def user_create(
-    *, actor: Any, domain: Domain, username: str, real_name: str, id_number: str, email: str,
-    phone: str = "", password: str | None = None,
+    *,
+    actor: Any,
+    domain: Domain,
+    username: str,
+    real_name: str,
+    id_number: str,
+    email: str,
+    phone: str = "",
+    password: str | None = None,
 ) -> User:
     """An admin creates a real-name user of `domain`. Without a password, an invitation email
     lets the user choose one (and proves the address)."""
     require(actor, Action.USER_CREATE, domain)
-    return _user_create(actor=actor, domain=domain, username=username, real_name=real_name,
-                        id_number=id_number, email=email, phone=phone, password=password)
+    return _user_create(
+        actor=actor,
+        domain=domain,
+        username=username,
+        real_name=real_name,
+        id_number=id_number,
+        email=email,
+        phone=phone,
+        password=password,
+    )
 
 
 @transaction.atomic(durable=True)
 def user_create_in_project(
-    *, actor: Any, project: Project, username: str, real_name: str, id_number: str, email: str,
-    phone: str = "", role: str = "member",
+    *,
+    actor: Any,
+    project: Project,
+    username: str,
+    real_name: str,
+    id_number: str,
+    email: str,
+    phone: str = "",
+    role: str = "member",
 ) -> Membership:
     """An admin creates a real-name user of the project's domain and adds them to the project,
     in one transaction (an invitation email lets the user choose a password)."""
@@ -133,9 +186,15 @@ def user_create_in_project(
 
     require(actor, Action.USER_CREATE, project.domain)
     require(actor, membership_role_action(role), project)
-    user = _user_create(actor=actor, domain=project.domain,
-                        username=username.strip() or default_username(project.domain, id_number),
-                        real_name=real_name, id_number=id_number, email=email, phone=phone)
+    user = _user_create(
+        actor=actor,
+        domain=project.domain,
+        username=username.strip() or default_username(project.domain, id_number),
+        real_name=real_name,
+        id_number=id_number,
+        email=email,
+        phone=phone,
+    )
     return _membership_add(actor=actor, project=project, user=user, role=role, expires_at=None)
 
 
@@ -144,8 +203,10 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
     """Change real-name fields (admins only) — every change is audited."""
     unknown = set(changes) - set(REAL_NAME_FIELDS) - {"is_active"}
     if unknown:
-        raise ServiceError(_("These fields cannot be changed here: %(f)s")
-                           % {"f": ", ".join(sorted(unknown))}, code="invalid_fields")
+        raise ServiceError(
+            _("These fields cannot be changed here: %(f)s") % {"f": ", ".join(sorted(unknown))},
+            code="invalid_fields",
+        )
     user = User.objects.select_for_update().get(pk=user.pk)
     if "is_active" in changes:
         require(actor, Action.USER_DEACTIVATE, user)
@@ -158,15 +219,20 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
     if "email" in new:
         new["email"] = new["email"].lower()
     errors = _validate_identity(
-        domain=user.home_domain, username=user.username,
+        domain=user.home_domain,
+        username=user.username,
         real_name=new.get("real_name", user.real_name),
         id_number=new.get("id_number", user.id_number),
-        email=new.get("email", user.email), exclude=user,
+        email=new.get("email", user.email),
+        exclude=user,
     )
     errors.pop("username", None)
     if errors:
-        raise ServiceError(_("The user could not be changed: please check the fields."),
-                           code="invalid_user", fields=errors)
+        raise ServiceError(
+            _("The user could not be changed: please check the fields."),
+            code="invalid_user",
+            fields=errors,
+        )
     for key, value in new.items():
         setattr(user, key, value)
     user.save()
@@ -176,8 +242,14 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
     after = snapshot(user, [*REAL_NAME_FIELDS, "is_active"])
     if after != before:
         action = "user.real_name_change" if set(new) & set(REAL_NAME_FIELDS) else "user.update"
-        audit_record(actor=actor, action=action, target=user, domain=user.home_domain,
-                     before=before, after=after)
+        audit_record(
+            actor=actor,
+            action=action,
+            target=user,
+            domain=user.home_domain,
+            before=before,
+            after=after,
+        )
     return user
 
 
@@ -186,16 +258,36 @@ PLATFORM_ACCESS_FIELDS = ["platform_role", "is_staff", "is_superuser"]
 
 @transaction.atomic(durable=True)
 def staff_user_create(
-    *, actor: Any, username: str, real_name: str, email: str, phone: str = "",
-    password: str | None = None, platform_role: str = "operator", is_staff: bool = True,
+    *,
+    actor: Any,
+    username: str,
+    real_name: str,
+    email: str,
+    phone: str = "",
+    password: str | None = None,
+    platform_role: str = "operator",
+    is_staff: bool = True,
     is_superuser: bool = False,
 ) -> User:
     """Platform staff create another platform account (no home domain)."""
     require(actor, Action.PLATFORM_STAFF_MANAGE)
-    user = _user_create(actor=actor, domain=None, username=username, real_name=real_name,
-                        id_number="", email=email, phone=phone, password=password)
-    _platform_access_apply(actor=actor, user=user, platform_role=platform_role,
-                           is_staff=is_staff, is_superuser=is_superuser)
+    user = _user_create(
+        actor=actor,
+        domain=None,
+        username=username,
+        real_name=real_name,
+        id_number="",
+        email=email,
+        phone=phone,
+        password=password,
+    )
+    _platform_access_apply(
+        actor=actor,
+        user=user,
+        platform_role=platform_role,
+        is_staff=is_staff,
+        is_superuser=is_superuser,
+    )
     return user
 
 
@@ -206,8 +298,13 @@ def user_platform_access_set(
     """Grant or withdraw platform access (operator/finance role, admin site, superuser)."""
     require(actor, Action.PLATFORM_STAFF_MANAGE)
     user = User.objects.select_for_update().get(pk=user.pk)
-    return _platform_access_apply(actor=actor, user=user, platform_role=platform_role,
-                                  is_staff=is_staff, is_superuser=is_superuser)
+    return _platform_access_apply(
+        actor=actor,
+        user=user,
+        platform_role=platform_role,
+        is_staff=is_staff,
+        is_superuser=is_superuser,
+    )
 
 
 def _platform_access_apply(
@@ -216,25 +313,35 @@ def _platform_access_apply(
     from accounts.models import PlatformRole
 
     if platform_role not in PlatformRole.values:
-        raise ServiceError(_("Unknown platform role %(role)s.") % {"role": platform_role},
-                           code="invalid_role", fields={"platform_role": [_("Choose a role.")]})
+        raise ServiceError(
+            _("Unknown platform role %(role)s.") % {"role": platform_role},
+            code="invalid_role",
+            fields={"platform_role": [_("Choose a role.")]},
+        )
     before = snapshot(user, PLATFORM_ACCESS_FIELDS)
     if bool(is_superuser) != user.is_superuser and not getattr(actor, "is_superuser", False):
-        raise ServiceError(_("Only a superuser may grant or withdraw superuser status."),
-                           code="superuser_required",
-                           fields={"is_superuser": [_("Only a superuser may change this.")]},
-                           status=403)
+        raise ServiceError(
+            _("Only a superuser may grant or withdraw superuser status."),
+            code="superuser_required",
+            fields={"is_superuser": [_("Only a superuser may change this.")]},
+            status=403,
+        )
     staff_before = user.is_staff and (user.is_superuser or before["platform_role"] == "operator")
     staff_after = is_staff and (is_superuser or platform_role == "operator")
     if user.pk == getattr(actor, "pk", None) and staff_before and not staff_after:
-        raise ServiceError(_("You cannot withdraw your own platform access."),
-                           code="self_demote")
+        raise ServiceError(_("You cannot withdraw your own platform access."), code="self_demote")
     user.platform_role, user.is_staff, user.is_superuser = platform_role, is_staff, is_superuser
     after = snapshot(user, PLATFORM_ACCESS_FIELDS)
     if after != before:
         user.save(update_fields=PLATFORM_ACCESS_FIELDS)
-        audit_record(actor=actor, action="user.platform_access_change", target=user,
-                     domain=user.home_domain, before=before, after=after)
+        audit_record(
+            actor=actor,
+            action="user.platform_access_change",
+            target=user,
+            domain=user.home_domain,
+            before=before,
+            after=after,
+        )
     return user
 
 
@@ -249,8 +356,9 @@ def send_invitation(*, user_id: int) -> None:
 
     user = User.objects.get(pk=user_id)
     key = default_token_generator.make_token(user)
-    path = reverse("account_reset_password_from_key",
-                   kwargs={"uidb36": user_pk_to_url_str(user), "key": key})
+    path = reverse(
+        "account_reset_password_from_key", kwargs={"uidb36": user_pk_to_url_str(user), "key": key}
+    )
     context = {"user": user, "url": settings.TEACHCLOUD_BASE_URL.rstrip("/") + path}
     send_mail(
         subject=settings.EMAIL_SUBJECT_PREFIX + _("Your TeachCloud account"),
@@ -265,21 +373,40 @@ def send_invitation(*, user_id: int) -> None:
 
 @transaction.atomic(durable=True)
 def enrollment_code_create(
-    *, actor: Any, project: Project, label: str = "", expires_at: datetime | None = None,
+    *,
+    actor: Any,
+    project: Project,
+    label: str = "",
+    expires_at: datetime | None = None,
     max_uses: int | None = None,
 ) -> EnrollmentCode:
     require(actor, Action.PROJECT_MANAGE, project)
     if expires_at is not None and expires_at <= timezone.now():
-        raise ServiceError(_("The expiry must be in the future."), code="expiry_in_past",
-                           fields={"expires_at": [_("Must be in the future.")]})
+        raise ServiceError(
+            _("The expiry must be in the future."),
+            code="expiry_in_past",
+            fields={"expires_at": [_("Must be in the future.")]},
+        )
     if max_uses is not None and max_uses < 1:
-        raise ServiceError(_("The maximum number of uses must be at least 1."),
-                           code="invalid_max_uses", fields={"max_uses": [_("At least 1.")]})
-    code = EnrollmentCode.objects.create(project=project, label=label.strip(),
-                                         expires_at=expires_at, max_uses=max_uses,
-                                         created_by=_real(actor))
-    audit_record(actor=actor, action="enrollment_code.create", target=code, project=project,
-                 after=snapshot(code, ["code", "label", "expires_at", "max_uses"]))
+        raise ServiceError(
+            _("The maximum number of uses must be at least 1."),
+            code="invalid_max_uses",
+            fields={"max_uses": [_("At least 1.")]},
+        )
+    code = EnrollmentCode.objects.create(
+        project=project,
+        label=label.strip(),
+        expires_at=expires_at,
+        max_uses=max_uses,
+        created_by=_real(actor),
+    )
+    audit_record(
+        actor=actor,
+        action="enrollment_code.create",
+        target=code,
+        project=project,
+        after=snapshot(code, ["code", "label", "expires_at", "max_uses"]),
+    )
     return code
 
 
@@ -288,23 +415,36 @@ def enrollment_code_deactivate(*, actor: Any, code: EnrollmentCode) -> Enrollmen
     require(actor, Action.PROJECT_MANAGE, code.project)
     code.active = False
     code.save(update_fields=["active"])
-    audit_record(actor=actor, action="enrollment_code.deactivate", target=code,
-                 project=code.project)
+    audit_record(
+        actor=actor, action="enrollment_code.deactivate", target=code, project=code.project
+    )
     return code
 
 
 def _usable_code(code: str) -> EnrollmentCode:
-    found = (EnrollmentCode.objects.select_for_update().select_related("project__domain")
-             .filter(code=code.strip()).first())
+    found = (
+        EnrollmentCode.objects.select_for_update()
+        .select_related("project__domain")
+        .filter(code=code.strip())
+        .first()
+    )
     if found is None or not found.usable():
-        raise ServiceError(_("This enrollment code is not valid any more. Ask your teacher "
-                             "for a new one."), code="code_invalid", status=404)
+        raise ServiceError(
+            _("This enrollment code is not valid any more. Ask your teacher for a new one."),
+            code="code_invalid",
+            status=404,
+        )
     return found
 
 
 @transaction.atomic(durable=True)
 def enrollment_redeem(
-    *, code: str, real_name: str, id_number: str, email: str, password: str,
+    *,
+    code: str,
+    real_name: str,
+    id_number: str,
+    email: str,
+    password: str,
     username: str = "",
 ) -> EnrollmentRequest:
     """A student without an account redeems a code: a new, inactive real-name account waits for
@@ -314,18 +454,30 @@ def enrollment_redeem(
     domain = project.domain
     if not password:
         # No invitation goes to a redeemed account: without a password it could never sign in.
-        raise ServiceError(_("Choose a password for your account."), code="invalid_user",
-                           fields={"password": [_("This field is required.")]})
+        raise ServiceError(
+            _("Choose a password for your account."),
+            code="invalid_user",
+            fields={"password": [_("This field is required.")]},
+        )
     if User.objects.filter(home_domain=domain, id_number=id_number.strip()).exists():
         raise Conflict(
-            _("An account with this student number already exists in %(domain)s. Sign in and "
-              "open the enrollment link again.") % {"domain": domain.name},
+            _(
+                "An account with this student number already exists in %(domain)s. Sign in and "
+                "open the enrollment link again."
+            )
+            % {"domain": domain.name},
             code="account_exists",
         )
     user = _user_create(
-        actor=None, domain=domain, username=username.strip() or default_username(domain, id_number),
-        real_name=real_name, id_number=id_number, email=email, password=password,
-        is_active=False, invite=False,
+        actor=None,
+        domain=domain,
+        username=username.strip() or default_username(domain, id_number),
+        real_name=real_name,
+        id_number=id_number,
+        email=email,
+        password=password,
+        is_active=False,
+        invite=False,
     )
     return _enrollment_request(enrollment_code, user)
 
@@ -336,33 +488,45 @@ def enrollment_redeem_as_user(*, code: str, user: User) -> EnrollmentRequest:
     enrollment_code = _usable_code(code)
     project = enrollment_code.project
     if user.home_domain_id != project.domain_id:
-        raise ServiceError(_("This code is for a project of another school."),
-                           code="user_not_in_domain")
+        raise ServiceError(
+            _("This code is for a project of another school."), code="user_not_in_domain"
+        )
     if Membership.objects.filter(project=project, user=user).exists():
         raise Conflict(_("You are already in this project."), code="already_member")
-    if EnrollmentRequest.objects.filter(project=project, user=user,
-                                        status=EnrollmentStatus.PENDING).exists():
+    if EnrollmentRequest.objects.filter(
+        project=project, user=user, status=EnrollmentStatus.PENDING
+    ).exists():
         raise Conflict(_("Your request is already waiting for approval."), code="already_pending")
     return _enrollment_request(enrollment_code, user)
 
 
 def _enrollment_request(enrollment_code: EnrollmentCode, user: User) -> EnrollmentRequest:
     EnrollmentCode.objects.filter(pk=enrollment_code.pk).update(uses=F("uses") + 1)
-    request = EnrollmentRequest.objects.create(code=enrollment_code, project=enrollment_code.project,
-                                               user=user)
-    audit_record(actor=user, action="enrollment.redeem", target=request,
-                 project=enrollment_code.project, after={"user": user.username,
-                                                         "code": enrollment_code.code})
+    request = EnrollmentRequest.objects.create(
+        code=enrollment_code, project=enrollment_code.project, user=user
+    )
+    audit_record(
+        actor=user,
+        action="enrollment.redeem",
+        target=request,
+        project=enrollment_code.project,
+        after={"user": user.username, "code": enrollment_code.code},
+    )
     return request
 
 
 @transaction.atomic(durable=True)
-def enrollment_decide(*, actor: Any, request: EnrollmentRequest, approve: bool) -> EnrollmentRequest:
+def enrollment_decide(
+    *, actor: Any, request: EnrollmentRequest, approve: bool
+) -> EnrollmentRequest:
     """Approve (activate the account, add the member) or reject a pending request."""
     from tenancy.services import _membership_add
 
-    request = (EnrollmentRequest.objects.select_for_update()
-               .select_related("project__domain", "user").get(pk=request.pk))
+    request = (
+        EnrollmentRequest.objects.select_for_update()
+        .select_related("project__domain", "user")
+        .get(pk=request.pk)
+    )
     require(actor, Action.PROJECT_MANAGE, request.project)
     if request.status != EnrollmentStatus.PENDING:
         raise Conflict(_("This request has already been decided."), code="already_decided")
@@ -375,10 +539,16 @@ def enrollment_decide(*, actor: Any, request: EnrollmentRequest, approve: bool) 
             user.is_active = True
             user.save(update_fields=["is_active"])
         if not Membership.objects.filter(project=request.project, user=user).exists():
-            _membership_add(actor=actor, project=request.project, user=user, role="member",
-                            expires_at=None)
-    audit_record(actor=actor, action=f"enrollment.{request.status}", target=request,
-                 project=request.project, after={"user": user.username, "status": request.status})
+            _membership_add(
+                actor=actor, project=request.project, user=user, role="member", expires_at=None
+            )
+    audit_record(
+        actor=actor,
+        action=f"enrollment.{request.status}",
+        target=request,
+        project=request.project,
+        after={"user": user.username, "status": request.status},
+    )
     return request
 
 
@@ -387,7 +557,11 @@ def enrollment_decide(*, actor: Any, request: EnrollmentRequest, approve: bool) 
 
 @transaction.atomic(durable=True)
 def roster_import_create(
-    *, actor: Any, rows: list[dict[str, str]], filename: str, domain: Domain,
+    *,
+    actor: Any,
+    rows: list[dict[str, str]],
+    filename: str,
+    domain: Domain,
     project: Project | None = None,
 ) -> RosterImport:
     """Record an import of parsed roster rows; it runs inline when small, else in Celery."""
@@ -400,8 +574,14 @@ def roster_import_create(
         require(actor, Action.DOMAIN_MANAGE, domain)
     if not rows:
         raise ServiceError(_("The file has no rows to import."), code="empty_roster")
-    roster = RosterImport.objects.create(domain=domain, project=project, uploaded_by=_real(actor),
-                                         filename=filename[:255], rows=rows, total=len(rows))
+    roster = RosterImport.objects.create(
+        domain=domain,
+        project=project,
+        uploaded_by=_real(actor),
+        filename=filename[:255],
+        rows=rows,
+        total=len(rows),
+    )
     if len(rows) > settings.TEACHCLOUD_ROSTER_INLINE_ROWS:
         from accounts.tasks import run_roster_import
 
@@ -419,7 +599,7 @@ def roster_import_run(*, roster_import_id: int, progress_every: int = 50) -> Ros
     # a double enqueue), only one runs it.
     claimed = RosterImport.objects.filter(
         pk=roster.pk, status__in=[ImportStatus.PENDING, ImportStatus.FAILED]
-    ).update(status=ImportStatus.RUNNING, error="")
+    ).update(status=ImportStatus.RUNNING, error="", updated_at=timezone.now())
     if not claimed:
         roster.refresh_from_db()
         return roster
@@ -429,27 +609,49 @@ def roster_import_run(*, roster_import_id: int, progress_every: int = 50) -> Ros
         for index, row in enumerate(roster.rows, start=1):
             outcome, detail = _roster_row(roster, row)
             counts[outcome] += 1
-            results.append({"row": index, "id_number": row.get("id_number", ""),
-                            "real_name": row.get("real_name", ""), "result": outcome,
-                            "detail": detail})
+            results.append(
+                {
+                    "row": index,
+                    "id_number": row.get("id_number", ""),
+                    "real_name": row.get("real_name", ""),
+                    "result": outcome,
+                    "detail": detail,
+                }
+            )
             if index % progress_every == 0:
-                RosterImport.objects.filter(pk=roster.pk).update(processed=index)
+                RosterImport.objects.filter(pk=roster.pk).update(
+                    processed=index, updated_at=timezone.now()
+                )
     except Exception as exc:
         RosterImport.objects.filter(pk=roster.pk).update(
-            status=ImportStatus.FAILED, error=str(exc)[:2000], processed=len(results),
-            results=results, finished_at=timezone.now(),
+            status=ImportStatus.FAILED,
+            error=str(exc)[:2000],
+            processed=len(results),
+            results=results,
+            finished_at=timezone.now(),
         )
         raise
     with transaction.atomic():
         RosterImport.objects.filter(pk=roster.pk).update(
-            status=ImportStatus.DONE, processed=len(results), results=results,
-            created=counts["created"], added=counts["added"], existing=counts["existing"],
-            errors=counts["error"], finished_at=timezone.now(),
+            status=ImportStatus.DONE,
+            processed=len(results),
+            results=results,
+            created=counts["created"],
+            added=counts["added"],
+            existing=counts["existing"],
+            errors=counts["error"],
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
         )
         roster.refresh_from_db()
-        audit_record(actor=roster.uploaded_by, action="roster.import", target=roster,
-                     domain=roster.domain, project=roster.project,
-                     after={"file": roster.filename, "rows": roster.total, **counts})
+        audit_record(
+            actor=roster.uploaded_by,
+            action="roster.import",
+            target=roster,
+            domain=roster.domain,
+            project=roster.project,
+            after={"file": roster.filename, "rows": roster.total, **counts},
+        )
     return roster
 
 
@@ -458,15 +660,20 @@ def _roster_row(roster: RosterImport, row: dict[str, str]) -> tuple[str, str]:
     id_number = (row.get("id_number") or "").strip()
     try:
         with transaction.atomic():
-            user = User.objects.filter(home_domain=domain, id_number=id_number).first() \
-                if id_number else None
+            user = (
+                User.objects.filter(home_domain=domain, id_number=id_number).first()
+                if id_number
+                else None
+            )
             created = False
             if user is None:
                 user = _user_create(
-                    actor=actor, domain=domain,
+                    actor=actor,
+                    domain=domain,
                     username=(row.get("username") or "").strip()
                     or default_username(domain, id_number),
-                    real_name=row.get("real_name") or "", id_number=id_number,
+                    real_name=row.get("real_name") or "",
+                    id_number=id_number,
                     email=row.get("email") or "",
                 )
                 created = True
@@ -476,8 +683,7 @@ def _roster_row(roster: RosterImport, row: dict[str, str]) -> tuple[str, str]:
                 return "existing", _("already a member")
             from tenancy.services import _membership_add
 
-            _membership_add(actor=actor, project=project, user=user, role="member",
-                            expires_at=None)
+            _membership_add(actor=actor, project=project, user=user, role="member", expires_at=None)
             return ("created", "") if created else ("added", _("existing user added"))
     except ServiceError as exc:
         reasons = "; ".join(
@@ -489,3 +695,30 @@ def _roster_row(roster: RosterImport, row: dict[str, str]) -> tuple[str, str]:
 def email_confirm_by_reset(*, user: User) -> None:
     """A password set through an emailed link proves the user reads their primary address."""
     EmailAddress.objects.filter(user=user, email__iexact=user.email).update(verified=True)
+
+
+def roster_imports_resume(
+    *,
+    now: datetime | None = None,
+    queued_for: timedelta = timedelta(minutes=5),
+    silent_for: timedelta = timedelta(minutes=10),
+) -> list[int]:
+    """Re-enqueue imports that nobody is working on: still queued after `queued_for` (the
+    broker was down when they were enqueued) or running without progress for `silent_for` (the
+    worker died). Rows are idempotent, so running an import again is harmless."""
+    from accounts.tasks import run_roster_import
+
+    now = now or timezone.now()
+    resumed = []
+    stale = RosterImport.objects.filter(
+        Q(status=ImportStatus.PENDING, updated_at__lt=now - queued_for)
+        | Q(status=ImportStatus.RUNNING, updated_at__lt=now - silent_for)
+    ).values_list("pk", "status", "updated_at")
+    for pk, status, updated_at in stale:
+        # Conditional: if the import moved meanwhile, leave it alone.
+        if RosterImport.objects.filter(pk=pk, status=status, updated_at=updated_at).update(
+            status=ImportStatus.PENDING, updated_at=now
+        ):
+            run_roster_import.delay(pk)
+            resumed.append(pk)
+    return resumed

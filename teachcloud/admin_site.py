@@ -15,8 +15,9 @@ class TeachCloudAdminSite(admin.AdminSite):
 
     def has_permission(self, request: HttpRequest) -> bool:
         roles = roles_of(request.user)
-        return bool(request.user.is_active and request.user.is_staff
-                    and (roles.platform or roles.finance))
+        return bool(
+            request.user.is_active and request.user.is_staff and (roles.platform or roles.finance)
+        )
 
 
 class TeachCloudAdminConfig(AdminConfig):

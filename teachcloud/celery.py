@@ -16,4 +16,8 @@ app.conf.beat_schedule = {
         "task": "tenancy.tasks.expire_grants",
         "schedule": 15 * 60,
     },
+    "accounts-resume-roster-imports": {
+        "task": "accounts.tasks.resume_roster_imports",
+        "schedule": 5 * 60,
+    },
 }

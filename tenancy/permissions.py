@@ -175,7 +175,7 @@ def _may_manage_user(roles: Roles, target: Any, *, admin_only: bool = False) -> 
     return any(pid in projects or did in domains for pid, did in rows)
 
 
-def can(actor: Any, action: Action | str, obj: Any = None) -> bool:  # noqa: C901 - one table
+def can(actor: Any, action: Action | str, obj: Any = None) -> bool:
     """May `actor` do `action` on `obj`? The one place every permission is decided."""
     roles = roles_of(actor)
     if not roles.active:
@@ -199,11 +199,7 @@ def can(actor: Any, action: Action | str, obj: Any = None) -> bool:  # noqa: C90
         case Action.DOMAIN_MANAGE | Action.PROJECT_CREATE:
             return _domain_level(roles, obj.pk, admin_only=False)
         case Action.PROJECT_VIEW:
-            return (
-                roles.finance
-                or obj.domain_id in roles.domains
-                or obj.pk in roles.projects
-            )
+            return roles.finance or obj.domain_id in roles.domains or obj.pk in roles.projects
         case Action.PROJECT_EDIT | Action.PROJECT_MANAGE:
             return _project_level(roles, obj, admin_only=False)
         case Action.PROJECT_APPOINT:

@@ -102,9 +102,7 @@ def audit_events_visible_to(user: Any) -> QuerySet[AuditEvent]:
     qs = AuditEvent.objects.select_related("actor", "domain", "project")
     if roles.platform:
         return qs
-    return qs.filter(
-        Q(domain_id__in=roles.domains) | Q(project_id__in=roles.managed_project_ids)
-    )
+    return qs.filter(Q(domain_id__in=roles.domains) | Q(project_id__in=roles.managed_project_ids))
 
 
 def project_admins(project: Project) -> QuerySet[Membership]:

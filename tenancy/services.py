@@ -29,12 +29,14 @@ def _check_expiry(role: str, expires_at: datetime | None) -> None:
         return
     if role != "assistant":
         raise ServiceError(
-            _("Only assistant appointments can have an end date."), code="expiry_not_allowed",
+            _("Only assistant appointments can have an end date."),
+            code="expiry_not_allowed",
             fields={"expires_at": [_("Only assistants can be appointed until a date.")]},
         )
     if expires_at <= timezone.now():
         raise ServiceError(
-            _("The end date of an appointment must be in the future."), code="expiry_in_past",
+            _("The end date of an appointment must be in the future."),
+            code="expiry_in_past",
             fields={"expires_at": [_("Must be in the future.")]},
         )
 
@@ -52,7 +54,8 @@ def _clean_code(code: str) -> str:
     except ValidationError as exc:
         raise ServiceError(
             _("Use 1 to 64 letters, digits, hyphens or underscores for the code."),
-            code="invalid_code", fields={"code": [_("Enter a valid code.")]},
+            code="invalid_code",
+            fields={"code": [_("Enter a valid code.")]},
         ) from exc
     return code
 
@@ -91,15 +94,26 @@ def domain_create(*, actor: Any, name: str, code: str, admin: User | None = None
 def _domain_create(*, actor: Any, name: str, code: str, admin: User | None) -> Domain:
     name = name.strip()
     if not name:
-        raise ServiceError(_("A domain needs a name."), code="name_required",
-                           fields={"name": [_("This field is required.")]})
+        raise ServiceError(
+            _("A domain needs a name."),
+            code="name_required",
+            fields={"name": [_("This field is required.")]},
+        )
     code = _clean_code(code)
     if Domain.objects.filter(code=code).exists():
-        raise Conflict(_("A domain with the code %(code)s already exists.") % {"code": code},
-                       code="code_taken", fields={"code": [_("This code is already used.")]})
+        raise Conflict(
+            _("A domain with the code %(code)s already exists.") % {"code": code},
+            code="code_taken",
+            fields={"code": [_("This code is already used.")]},
+        )
     domain = Domain.objects.create(name=name, code=code, created_by=_real(actor))
-    audit_record(actor=actor, action="domain.create", target=domain, domain=domain,
-                 after=snapshot(domain, DOMAIN_FIELDS))
+    audit_record(
+        actor=actor,
+        action="domain.create",
+        target=domain,
+        domain=domain,
+        after=snapshot(domain, DOMAIN_FIELDS),
+    )
     if admin is not None:
         _domain_role_set(actor=actor, domain=domain, user=admin, role="admin", expires_at=None)
     return domain
@@ -107,8 +121,15 @@ def _domain_create(*, actor: Any, name: str, code: str, admin: User | None) -> D
 
 @transaction.atomic(durable=True)
 def domain_create_with_admin(
-    *, actor: Any, name: str, code: str, admin_username: str, admin_real_name: str,
-    admin_email: str, admin_id_number: str, admin_password: str | None = None,
+    *,
+    actor: Any,
+    name: str,
+    code: str,
+    admin_username: str,
+    admin_real_name: str,
+    admin_email: str,
+    admin_id_number: str,
+    admin_password: str | None = None,
 ) -> Domain:
     """Platform staff open a school together with its first admin (a new user of the domain)."""
     from accounts.services import _user_create
@@ -116,8 +137,13 @@ def domain_create_with_admin(
     require(actor, Action.DOMAIN_CREATE)
     domain = _domain_create(actor=actor, name=name, code=code, admin=None)
     admin = _user_create(
-        actor=actor, domain=domain, username=admin_username, real_name=admin_real_name,
-        id_number=admin_id_number, email=admin_email, password=admin_password,
+        actor=actor,
+        domain=domain,
+        username=admin_username,
+        real_name=admin_real_name,
+        id_number=admin_id_number,
+        email=admin_email,
+        password=admin_password,
     )
     _domain_role_set(actor=actor, domain=domain, user=admin, role="admin", expires_at=None)
     return domain
@@ -130,12 +156,21 @@ def domain_update(*, actor: Any, domain: Domain, name: str | None = None) -> Dom
     before = snapshot(domain, DOMAIN_FIELDS)
     if name is not None:
         if not name.strip():
-            raise ServiceError(_("A domain needs a name."), code="name_required",
-                               fields={"name": [_("This field is required.")]})
+            raise ServiceError(
+                _("A domain needs a name."),
+                code="name_required",
+                fields={"name": [_("This field is required.")]},
+            )
         domain.name = name.strip()
     domain.save(update_fields=["name"])
-    audit_record(actor=actor, action="domain.update", target=domain, domain=domain,
-                 before=before, after=snapshot(domain, DOMAIN_FIELDS))
+    audit_record(
+        actor=actor,
+        action="domain.update",
+        target=domain,
+        domain=domain,
+        before=before,
+        after=snapshot(domain, DOMAIN_FIELDS),
+    )
     return domain
 
 
@@ -144,7 +179,12 @@ def domain_update(*, actor: Any, domain: Domain, name: str | None = None) -> Dom
 
 @transaction.atomic(durable=True)
 def project_create(
-    *, actor: Any, domain: Domain, name: str, code: str, description: str = "",
+    *,
+    actor: Any,
+    domain: Domain,
+    name: str,
+    code: str,
+    description: str = "",
     admin: User | None = None,
 ) -> Project:
     require(actor, Action.PROJECT_CREATE, domain)
@@ -152,19 +192,28 @@ def project_create(
         require(actor, Action.DOMAIN_APPOINT, domain)
     name = name.strip()
     if not name:
-        raise ServiceError(_("A project needs a name."), code="name_required",
-                           fields={"name": [_("This field is required.")]})
+        raise ServiceError(
+            _("A project needs a name."),
+            code="name_required",
+            fields={"name": [_("This field is required.")]},
+        )
     code = _clean_code(code)
     if Project.objects.filter(domain=domain, code=code).exists():
         raise Conflict(
             _("The domain already has a project with the code %(code)s.") % {"code": code},
-            code="code_taken", fields={"code": [_("This code is already used in the domain.")]},
+            code="code_taken",
+            fields={"code": [_("This code is already used in the domain.")]},
         )
     project = Project.objects.create(
         domain=domain, name=name, code=code, description=description, created_by=_real(actor)
     )
-    audit_record(actor=actor, action="project.create", target=project, project=project,
-                 after=snapshot(project, PROJECT_FIELDS))
+    audit_record(
+        actor=actor,
+        action="project.create",
+        target=project,
+        project=project,
+        after=snapshot(project, PROJECT_FIELDS),
+    )
     if admin is not None:
         _membership_add(actor=actor, project=project, user=admin, role="admin", expires_at=None)
     return project
@@ -172,7 +221,11 @@ def project_create(
 
 @transaction.atomic(durable=True)
 def project_update(
-    *, actor: Any, project: Project, name: str | None = None, code: str | None = None,
+    *,
+    actor: Any,
+    project: Project,
+    name: str | None = None,
+    code: str | None = None,
     description: str | None = None,
 ) -> Project:
     require(actor, Action.PROJECT_EDIT, project)
@@ -180,22 +233,32 @@ def project_update(
     before = snapshot(project, PROJECT_FIELDS)
     if name is not None:
         if not name.strip():
-            raise ServiceError(_("A project needs a name."), code="name_required",
-                               fields={"name": [_("This field is required.")]})
+            raise ServiceError(
+                _("A project needs a name."),
+                code="name_required",
+                fields={"name": [_("This field is required.")]},
+            )
         project.name = name.strip()
     if code is not None and code.strip().lower() != project.code:
         code = _clean_code(code)
         if Project.objects.filter(domain_id=project.domain_id, code=code).exists():
             raise Conflict(
                 _("The domain already has a project with the code %(code)s.") % {"code": code},
-                code="code_taken", fields={"code": [_("This code is already used.")]},
+                code="code_taken",
+                fields={"code": [_("This code is already used.")]},
             )
         project.code = code
     if description is not None:
         project.description = description
     project.save()
-    audit_record(actor=actor, action="project.update", target=project, project=project,
-                 before=before, after=snapshot(project, PROJECT_FIELDS))
+    audit_record(
+        actor=actor,
+        action="project.update",
+        target=project,
+        project=project,
+        before=before,
+        after=snapshot(project, PROJECT_FIELDS),
+    )
     return project
 
 
@@ -208,24 +271,32 @@ def domain_role_set(
 ) -> DomainRole:
     """Appoint `user` as admin or assistant of `domain` (or change their role there)."""
     require(actor, Action.DOMAIN_APPOINT, domain)
-    return _domain_role_set(actor=actor, domain=domain, user=user, role=role,
-                            expires_at=expires_at)
+    return _domain_role_set(actor=actor, domain=domain, user=user, role=role, expires_at=expires_at)
 
 
 def _domain_role_set(
     *, actor: Any, domain: Domain, user: User, role: str, expires_at: datetime | None
 ) -> DomainRole:
     if role not in DomainRoleKind.values:
-        raise ServiceError(_("Unknown role %(role)s.") % {"role": role}, code="invalid_role",
-                           fields={"role": [_("Choose admin or assistant.")]})
+        raise ServiceError(
+            _("Unknown role %(role)s.") % {"role": role},
+            code="invalid_role",
+            fields={"role": [_("Choose admin or assistant.")]},
+        )
     _check_expiry(role, expires_at)
     _check_appointee(actor=actor, user=user, domain=domain, role=role)
     existing = DomainRole.objects.select_for_update().filter(domain=domain, user=user).first()
     if existing is None:
-        grant = DomainRole.objects.create(domain=domain, user=user, role=role,
-                                          expires_at=expires_at)
-        audit_record(actor=actor, action="domain_role.appoint", target=grant, domain=domain,
-                     after=snapshot(grant, GRANT_FIELDS) | {"user": user.username})
+        grant = DomainRole.objects.create(
+            domain=domain, user=user, role=role, expires_at=expires_at
+        )
+        audit_record(
+            actor=actor,
+            action="domain_role.appoint",
+            target=grant,
+            domain=domain,
+            after=snapshot(grant, GRANT_FIELDS) | {"user": user.username},
+        )
     else:
         if existing.role == "admin" and role != "admin":
             _ensure_other_domain_admin(existing)
@@ -233,8 +304,14 @@ def _domain_role_set(
         existing.role, existing.expires_at = role, expires_at
         existing.save(update_fields=["role", "expires_at"])
         grant = existing
-        audit_record(actor=actor, action="domain_role.change", target=grant, domain=domain,
-                     before=before, after=snapshot(grant, GRANT_FIELDS) | {"user": user.username})
+        audit_record(
+            actor=actor,
+            action="domain_role.change",
+            target=grant,
+            domain=domain,
+            before=before,
+            after=snapshot(grant, GRANT_FIELDS) | {"user": user.username},
+        )
     forget_roles(user)
     return grant
 
@@ -254,13 +331,16 @@ def _ensure_other_domain_admin(grant: DomainRole) -> None:
 @transaction.atomic(durable=True)
 def domain_role_remove(*, actor: Any, grant: DomainRole) -> None:
     require(actor, Action.DOMAIN_ROLE_REMOVE, grant)
-    grant = DomainRole.objects.select_for_update().select_related("domain", "user").get(
-        pk=grant.pk
-    )
+    grant = DomainRole.objects.select_for_update().select_related("domain", "user").get(pk=grant.pk)
     if grant.role == "admin":
         _ensure_other_domain_admin(grant)
-    audit_record(actor=actor, action="domain_role.remove", target=grant, domain=grant.domain,
-                 before=snapshot(grant, GRANT_FIELDS) | {"user": grant.user.username})
+    audit_record(
+        actor=actor,
+        action="domain_role.remove",
+        target=grant,
+        domain=grant.domain,
+        before=snapshot(grant, GRANT_FIELDS) | {"user": grant.user.username},
+    )
     grant.delete()
     forget_roles(grant.user)
 
@@ -270,15 +350,23 @@ def domain_role_remove(*, actor: Any, grant: DomainRole) -> None:
 
 @transaction.atomic(durable=True)
 def membership_add(
-    *, actor: Any, project: Project, user: User, role: str = "member",
+    *,
+    actor: Any,
+    project: Project,
+    user: User,
+    role: str = "member",
     expires_at: datetime | None = None,
 ) -> Membership:
     if role not in ProjectRole.values:
-        raise ServiceError(_("Unknown role %(role)s.") % {"role": role}, code="invalid_role",
-                           fields={"role": [_("Choose member, assistant or admin.")]})
+        raise ServiceError(
+            _("Unknown role %(role)s.") % {"role": role},
+            code="invalid_role",
+            fields={"role": [_("Choose member, assistant or admin.")]},
+        )
     require(actor, membership_role_action(role), project)
-    return _membership_add(actor=actor, project=project, user=user, role=role,
-                           expires_at=expires_at)
+    return _membership_add(
+        actor=actor, project=project, user=user, role=role, expires_at=expires_at
+    )
 
 
 def _membership_add(
@@ -294,14 +382,21 @@ def _membership_add(
         )
     try:
         with transaction.atomic():
-            membership = Membership.objects.create(project=project, user=user, role=role,
-                                                   expires_at=expires_at)
+            membership = Membership.objects.create(
+                project=project, user=user, role=role, expires_at=expires_at
+            )
     except IntegrityError as exc:  # a concurrent add of the same user
-        raise Conflict(_("%(user)s is already in the project.") % {"user": user},
-                       code="already_member") from exc
+        raise Conflict(
+            _("%(user)s is already in the project.") % {"user": user}, code="already_member"
+        ) from exc
     action = "membership.add" if role == "member" else "membership.appoint"
-    audit_record(actor=actor, action=action, target=membership, project=project,
-                 after=snapshot(membership, GRANT_FIELDS) | {"user": user.username})
+    audit_record(
+        actor=actor,
+        action=action,
+        target=membership,
+        project=project,
+        after=snapshot(membership, GRANT_FIELDS) | {"user": user.username},
+    )
     forget_roles(user)
     return membership
 
@@ -321,40 +416,57 @@ def membership_update(
     *, actor: Any, membership: Membership, role: str, expires_at: datetime | None = None
 ) -> Membership:
     if role not in ProjectRole.values:
-        raise ServiceError(_("Unknown role %(role)s.") % {"role": role}, code="invalid_role",
-                           fields={"role": [_("Choose member, assistant or admin.")]})
-    membership = Membership.objects.select_for_update().select_related(
-        "project__domain", "user"
-    ).get(pk=membership.pk)
+        raise ServiceError(
+            _("Unknown role %(role)s.") % {"role": role},
+            code="invalid_role",
+            fields={"role": [_("Choose member, assistant or admin.")]},
+        )
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("project__domain", "user")
+        .get(pk=membership.pk)
+    )
     require(actor, Action.MEMBERSHIP_CHANGE, membership)
     require(actor, membership_role_action(role), membership.project)
     _check_expiry(role, expires_at)
     if role != membership.role:
-        _check_appointee(actor=actor, user=membership.user, domain=membership.project.domain,
-                         role=role)
+        _check_appointee(
+            actor=actor, user=membership.user, domain=membership.project.domain, role=role
+        )
     if membership.role == "admin" and role != "admin":
         _ensure_other_project_admin(membership)
     before = snapshot(membership, GRANT_FIELDS)
     membership.role, membership.expires_at = role, expires_at
     membership.save(update_fields=["role", "expires_at"])
-    audit_record(actor=actor, action="membership.change", target=membership,
-                 project=membership.project, before=before,
-                 after=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username})
+    audit_record(
+        actor=actor,
+        action="membership.change",
+        target=membership,
+        project=membership.project,
+        before=before,
+        after=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username},
+    )
     forget_roles(membership.user)
     return membership
 
 
 @transaction.atomic(durable=True)
 def membership_remove(*, actor: Any, membership: Membership) -> None:
-    membership = Membership.objects.select_for_update().select_related(
-        "project__domain", "user"
-    ).get(pk=membership.pk)
+    membership = (
+        Membership.objects.select_for_update()
+        .select_related("project__domain", "user")
+        .get(pk=membership.pk)
+    )
     require(actor, Action.MEMBERSHIP_REMOVE, membership)
     if membership.role == "admin":
         _ensure_other_project_admin(membership)
-    audit_record(actor=actor, action="membership.remove", target=membership,
-                 project=membership.project,
-                 before=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username})
+    audit_record(
+        actor=actor,
+        action="membership.remove",
+        target=membership,
+        project=membership.project,
+        before=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username},
+    )
     membership.delete()
     forget_roles(membership.user)
 
@@ -367,21 +479,33 @@ def grants_expire(*, now: datetime | None = None) -> int:
     """End assistant appointments whose date has passed, each with an audit event."""
     now = now or timezone.now()
     count = 0
-    for grant in DomainRole.objects.select_for_update().select_related("domain", "user").filter(
-        expires_at__lte=now
+    for grant in (
+        DomainRole.objects.select_for_update()
+        .select_related("domain", "user")
+        .filter(expires_at__lte=now)
     ):
-        audit_record(actor=None, action="domain_role.expire", target=grant, domain=grant.domain,
-                     before=snapshot(grant, GRANT_FIELDS) | {"user": grant.user.username})
+        audit_record(
+            actor=None,
+            action="domain_role.expire",
+            target=grant,
+            domain=grant.domain,
+            before=snapshot(grant, GRANT_FIELDS) | {"user": grant.user.username},
+        )
         grant.delete()
         count += 1
-    for membership in Membership.objects.select_for_update().select_related(
-        "project__domain", "user"
-    ).filter(expires_at__lte=now):
-        audit_record(actor=None, action="membership.expire", target=membership,
-                     project=membership.project,
-                     before=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username},
-                     after={"role": "member", "expires_at": None,
-                            "user": membership.user.username})
+    for membership in (
+        Membership.objects.select_for_update()
+        .select_related("project__domain", "user")
+        .filter(expires_at__lte=now)
+    ):
+        audit_record(
+            actor=None,
+            action="membership.expire",
+            target=membership,
+            project=membership.project,
+            before=snapshot(membership, GRANT_FIELDS) | {"user": membership.user.username},
+            after={"role": "member", "expires_at": None, "user": membership.user.username},
+        )
         # An expired assistant stays in the project as a plain member.
         membership.role, membership.expires_at = "member", None
         membership.save(update_fields=["role", "expires_at"])

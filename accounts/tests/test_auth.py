@@ -45,10 +45,15 @@ def test_wrong_password_is_refused(client):
 
 
 def test_open_signup_is_closed(client):
-    response = client.post(reverse("account_signup"), {
-        "username": "walkin", "email": "walkin@example.edu",
-        "password1": "Walk-In-Pass-9", "password2": "Walk-In-Pass-9",
-    })
+    response = client.post(
+        reverse("account_signup"),
+        {
+            "username": "walkin",
+            "email": "walkin@example.edu",
+            "password1": "Walk-In-Pass-9",
+            "password2": "Walk-In-Pass-9",
+        },
+    )
     assert response.status_code == 200
     assert not User.objects.filter(username="walkin").exists()
 
@@ -97,8 +102,14 @@ def test_invitation_over_smtp_lets_a_new_user_choose_a_password(
     client, smtp, world, django_capture_on_commit_callbacks
 ):
     with django_capture_on_commit_callbacks(execute=True):
-        user = user_create(actor=world.domain_admin, domain=world.domain, username="new.student",
-                           real_name="新同学", id_number="20269999", email="new@example.edu")
+        user = user_create(
+            actor=world.domain_admin,
+            domain=world.domain,
+            username="new.student",
+            real_name="新同学",
+            id_number="20269999",
+            email="new@example.edu",
+        )
     assert not user.has_usable_password()
     [message] = smtp.to("new@example.edu")
     url = next(u for u in LINK.findall(smtp.body(message)) if "/password/reset/key/" in u)

@@ -48,12 +48,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        fields = _flatten(exc.detail if isinstance(exc.detail, dict) else
-                          {"non_field_errors": exc.detail})
+        fields = _flatten(
+            exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        )
         first = next(iter(fields.values()), [""])
         message = first[0] if isinstance(first, list) and first else str(first)
-        response.data = {"code": "invalid", "detail": _("Invalid input: %(m)s") % {"m": message},
-                         "fields": fields}
+        response.data = {
+            "code": "invalid",
+            "detail": _("Invalid input: %(m)s") % {"m": message},
+            "fields": fields,
+        }
         response.status_code = status.HTTP_400_BAD_REQUEST
         return response
     code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), None)

@@ -52,8 +52,9 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 def platform_staff(**kwargs: Any) -> User:
-    return UserFactory(home_domain=None, id_number="", platform_role=PlatformRole.OPERATOR,
-                       is_staff=True, **kwargs)
+    return UserFactory(
+        home_domain=None, id_number="", platform_role=PlatformRole.OPERATOR, is_staff=True, **kwargs
+    )
 
 
 @dataclass
@@ -83,18 +84,28 @@ def make_world() -> World:
     users = {
         name: UserFactory(username=name, home_domain=home)
         for name, home in [
-            ("domain_admin", domain), ("domain_assistant", domain), ("project_admin", domain),
-            ("project_assistant", domain), ("member", domain), ("other_admin", other_domain),
+            ("domain_admin", domain),
+            ("domain_assistant", domain),
+            ("project_admin", domain),
+            ("project_assistant", domain),
+            ("member", domain),
+            ("other_admin", other_domain),
             ("outsider", domain),
         ]
     }
     domain_role_set(actor=platform, domain=domain, user=users["domain_admin"], role="admin")
-    domain_role_set(actor=platform, domain=domain, user=users["domain_assistant"],
-                    role="assistant")
+    domain_role_set(actor=platform, domain=domain, user=users["domain_assistant"], role="assistant")
     domain_role_set(actor=platform, domain=other_domain, user=users["other_admin"], role="admin")
     membership_add(actor=platform, project=project, user=users["project_admin"], role="admin")
-    membership_add(actor=platform, project=project, user=users["project_assistant"],
-                   role="assistant")
+    membership_add(
+        actor=platform, project=project, user=users["project_assistant"], role="assistant"
+    )
     membership_add(actor=platform, project=project, user=users["member"], role="member")
-    return World(platform=platform, domain=domain, project=project, other_domain=other_domain,
-                 other_project=other_project, **users)
+    return World(
+        platform=platform,
+        domain=domain,
+        project=project,
+        other_domain=other_domain,
+        other_project=other_project,
+        **users,
+    )

@@ -74,27 +74,64 @@ def ensure_cluster() -> str:
         pg = pwd.getpwnam("postgres")
         os.chown(base, pg.pw_uid, pg.pw_gid)
     base.chmod(0o755)
-    _run([str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-          "--locale=C.UTF-8", "--no-sync"])
+    _run(
+        [
+            str(pg_bin / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]
+    )
     port = _free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={base} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         "-c max_connections=200 -c shared_buffers=256MB"
     )
-    _run([str(pg_bin / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"),
-          "-w", "-t", "60", "start"])
+    _run(
+        [
+            str(pg_bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(base / "server.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]
+    )
 
     def stop() -> None:
         subprocess.run(  # noqa: S603
             _as_server_user([str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True, check=False,
+            capture_output=True,
+            check=False,
         )
         shutil.rmtree(base, ignore_errors=True)
 
     atexit.register(stop)
-    _run([str(pg_bin / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
-          "teachcloud"])
+    _run(
+        [
+            str(pg_bin / "createdb"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-U",
+            "postgres",
+            "teachcloud",
+        ]
+    )
     url = f"postgres://postgres@127.0.0.1:{port}/teachcloud"
     os.environ["TEACHCLOUD_TEST_PG_URL"] = url
     os.environ["TEACHCLOUD_TEST_PG_PID"] = str(os.getpid())

@@ -59,7 +59,9 @@ def test_student_redeems_a_link_and_signs_in_after_approval(page, live_server, b
     sign_in(teacher, live_server.url, "project_admin")
     teacher.goto(live_server.url + reverse("portal:project_enrollment", args=[world.project.pk]))
     teacher.once("dialog", lambda dialog: dialog.accept())
-    teacher.locator(f"form[action*='/enrollment-requests/{request.pk}/'] button[value=approve]").click()
+    teacher.locator(
+        f"form[action*='/enrollment-requests/{request.pk}/'] button[value=approve]"
+    ).click()
     teacher.wait_for_load_state("networkidle")
     request.refresh_from_db()
     assert request.status == "approved"
