@@ -179,6 +179,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Tenancy, allocations, billing and self-service VMs of a teaching cloud.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is public (it describes the API, not data), so a client with an expired
+    # token can still read it.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
     "SCHEMA_PATH_PREFIX": "/api/v1",
     "COMPONENT_SPLIT_REQUEST": True,
     # Enums that share a field name ("status", "role") get stable, readable component names.

@@ -11,7 +11,7 @@ if not os.environ.get("DATABASE_URL"):
     os.environ["DATABASE_URL"] = ensure_cluster()
 
 DATABASES = {"default": env.db("DATABASE_URL")}
-SECRET_KEY = "test-only-not-secret"  # noqa: S105
+SECRET_KEY = "test-only-not-secret"
 DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -29,3 +29,5 @@ STORAGES = {
 ALLOWED_HOSTS = ["*"]
 # Static files come from the finders in tests; no collected STATIC_ROOT exists.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
+# Tests read English messages; the zh-Hans default of base.py is tested on its own (test_i18n).
+LANGUAGE_CODE = "en"

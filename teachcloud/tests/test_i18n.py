@@ -37,8 +37,16 @@ def test_catalogue_is_complete_and_compiled(tmp_path):
     )
 
 
+def test_default_language_is_simplified_chinese():
+    from teachcloud.settings import base
+
+    assert base.LANGUAGE_CODE == "zh-hans"
+    assert base.TIME_ZONE == "Asia/Shanghai"
+
+
 @pytest.mark.django_db
-def test_portal_speaks_chinese_by_default_and_english_on_request(client):
+def test_portal_speaks_chinese_by_default_and_english_on_request(client, settings):
+    settings.LANGUAGE_CODE = "zh-hans"
     page = client.get(reverse("account_login"))
     assert page.status_code == 200
     assert "登录" in page.content.decode()

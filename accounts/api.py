@@ -1,0 +1,148 @@
+"""REST API of the accounts app (/api/v1/): API tokens and real-name users."""
+
+from __future__ import annotations
+
+from django.contrib.auth import authenticate
+from django.db.models import Q
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.authtoken.models import Token
+from rest_framework.decorators import action
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.models import User
+from accounts.selectors import user_has_mfa, verify_mfa_code
+from accounts.serializers import (
+    AuthTokenRequestSerializer,
+    AuthTokenSerializer,
+    UserCreateSerializer,
+    UserFilterSerializer,
+    UserSerializer,
+    UserUpdateSerializer,
+)
+from teachcloud.api.throttling import SwitchableScopedRateThrottle
+from teachcloud.errors import ServiceError
+from tenancy import selectors
+from tenancy.api import JsonApiMixin, validated_body, validated_query
+
+
+class AuthTokenView(APIView):
+    """Exchange a username (or email), password and, with MFA, a one-time code for a token."""
+
+    authentication_classes: list = []
+    parser_classes = [JSONParser]
+    permission_classes = [AllowAny]
+    throttle_classes = [SwitchableScopedRateThrottle]
+    throttle_scope = "auth_token"
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Get an API token",
+        request=AuthTokenRequestSerializer,
+        responses={200: AuthTokenSerializer},
+        auth=[],
+    )
+    def post(self, request: Request) -> Response:
+        data = validated_body(AuthTokenRequestSerializer, request)
+        user = authenticate(request._request, username=data["username"], password=data["password"])
+        if user is None or not user.is_active:
+            raise ServiceError(
+                _("Wrong username or password, or the account is not active."),
+                code="invalid_credentials",
+            )
+        if user_has_mfa(user):
+            otp = data.get("otp", "")
+            if not otp:
+                raise ServiceError(
+                    _(
+                        "This account uses two-factor authentication: send the code from your "
+                        "authenticator app (or a recovery code) as `otp`."
+                    ),
+                    code="mfa_required",
+                    fields={"otp": [_("This field is required.")]},
+                )
+            if not verify_mfa_code(user, otp):
+                raise ServiceError(
+                    _("The two-factor code is wrong or was already used."),
+                    code="mfa_invalid",
+                    fields={"otp": [_("Wrong code.")]},
+                )
+        token, _created = Token.objects.get_or_create(user=user)
+        return Response({"token": token.key})
+
+
+@extend_schema(tags=["users"])
+class UserViewSet(JsonApiMixin, viewsets.GenericViewSet):
+    """Real-name users. Real-name fields are changed only by admins, and every change is
+    audited."""
+
+    queryset = User.objects.none()  # for the schema; requests use get_queryset()
+    serializer_class = UserSerializer
+
+    def get_queryset(self):
+        return selectors.users_visible_to(self.request.user)
+
+    @extend_schema(
+        summary="List the users you can see",
+        parameters=[UserFilterSerializer],
+        responses=UserSerializer,
+    )
+    def list(self, request: Request) -> Response:
+        filters = validated_query(UserFilterSerializer, request)
+        queryset = self.get_queryset()
+        if "domain" in filters:
+            queryset = queryset.filter(home_domain_id=filters["domain"])
+        if filters.get("search"):
+            term = filters["search"]
+            queryset = queryset.filter(
+                Q(username__icontains=term)
+                | Q(real_name__icontains=term)
+                | Q(id_number__icontains=term)
+                | Q(email__icontains=term)
+            )
+        return self.paginated(queryset, UserSerializer)
+
+    @extend_schema(summary="Show yourself", responses=UserSerializer)
+    @action(detail=False, methods=["get"], url_path="me")
+    def me(self, request: Request) -> Response:
+        return Response(UserSerializer(request.user).data)
+
+    @extend_schema(
+        summary="Create a real-name user of a domain",
+        request=UserCreateSerializer,
+        responses={201: UserSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = validated_body(UserCreateSerializer, request)
+        user = services.user_create(
+            actor=request.user,
+            domain=data["domain"],
+            username=data["username"],
+            real_name=data["real_name"],
+            id_number=data["id_number"],
+            email=data["email"],
+            phone=data["phone"],
+            password=data.get("password"),
+        )
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Show a user", responses=UserSerializer)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(UserSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Change real-name fields (audited) or (de)activate a user",
+        request=UserUpdateSerializer,
+        responses=UserSerializer,
+    )
+    def partial_update(self, request: Request, pk: str) -> Response:
+        user = self.get_object()
+        changes = validated_body(UserUpdateSerializer, request)
+        user = services.user_update(actor=request.user, user=user, **changes)
+        return Response(UserSerializer(user).data)

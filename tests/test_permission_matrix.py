@@ -1,0 +1,379 @@
+"""Every API endpoint, for every role, on own and foreign objects → the expected status.
+
+One row per (endpoint, object): `Case(name, method, url, payload, expected)`, where `url` and
+`payload` are built from the `world` fixture (teachcloud.testing.factories.make_world) and
+`expected` maps each role in ROLES to a status. Each (case, role) pair is its own test with a
+fresh world, so mutating cases never see each other's writes.
+
+To cover a new endpoint, append rows to CASES (later issues: lock/unlock, allocations, wallets…).
+Build `expected` with `expect(default, **overrides)`: anonymous is 401 unless overridden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from teachcloud.testing.factories import PASSWORD, UserFactory, World
+from tenancy.models import DomainRole, Membership
+from tenancy.services import membership_add
+
+API = "/api/v1"
+
+ROLES = [
+    "platform",  # platform staff (operator)
+    "domain_admin",
+    "domain_assistant",
+    "project_admin",
+    "project_assistant",
+    "member",
+    "other_admin",  # admin of the other domain
+    "anonymous",
+]
+
+
+def expect(default: int, **overrides: int) -> dict[str, int]:
+    """Expected status per role: `default` for everyone signed in, 401 for anonymous."""
+    unknown = set(overrides) - set(ROLES)
+    assert not unknown, f"unknown roles {unknown}"
+    return dict.fromkeys(ROLES, default) | {"anonymous": 401} | overrides
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    method: str
+    url: Callable[[World], str]
+    expected: dict[str, int]
+    payload: Callable[[World], dict[str, Any]] | None = None
+
+
+# -- URL and payload builders -----------------------------------------------------------------
+
+
+def membership_url(username: str) -> Callable[[World], str]:
+    def build(w: World) -> str:
+        membership = Membership.objects.get(user=getattr(w, username), project=w.project)
+        return f"{API}/memberships/{membership.pk}/"
+
+    return build
+
+
+def foreign_membership_url(w: World) -> str:
+    """A member of the other domain's project."""
+    membership = membership_add(
+        actor=w.platform,
+        project=w.other_project,
+        user=UserFactory(home_domain=w.other_domain),
+        role="member",
+    )
+    return f"{API}/memberships/{membership.pk}/"
+
+
+def domain_role_url(username: str) -> Callable[[World], str]:
+    def build(w: World) -> str:
+        return f"{API}/domain-roles/{DomainRole.objects.get(user=getattr(w, username)).pk}/"
+
+    return build
+
+
+def new_user_payload(domain_attr: str) -> Callable[[World], dict[str, Any]]:
+    def build(w: World) -> dict[str, Any]:
+        return {
+            "username": "new.user",
+            "real_name": "新用户",
+            "id_number": "N-1",
+            "email": "new.user@example.edu",
+            "password": "Sturdy-Pass-91",
+            "domain": getattr(w, domain_attr).pk,
+        }
+
+    return build
+
+
+def other_domain_user(w: World) -> int:
+    return UserFactory(home_domain=w.other_domain).pk
+
+
+OWN_LISTS = expect(200)
+PLATFORM_AND_OTHER = expect(404, platform=200, other_admin=200)
+
+CASES: list[Case] = [
+    # -- auth --
+    Case(
+        "token wrong password",
+        "POST",
+        lambda w: f"{API}/auth/token/",
+        expect(400, anonymous=400),
+        lambda w: {"username": "member", "password": PASSWORD + "x"},
+    ),
+    # -- lists --
+    *[
+        Case(f"list {name}", "GET", lambda w, n=name: f"{API}/{n}/", OWN_LISTS)
+        for name in ("domains", "projects", "users", "memberships", "domain-roles")
+    ],
+    Case("me", "GET", lambda w: f"{API}/users/me/", OWN_LISTS),
+    # -- domains --
+    Case(
+        "create domain",
+        "POST",
+        lambda w: f"{API}/domains/",
+        expect(403, platform=201),
+        lambda w: {"name": "East School", "code": "east"},
+    ),
+    Case(
+        "show own domain",
+        "GET",
+        lambda w: f"{API}/domains/{w.domain.pk}/",
+        expect(200, other_admin=404),
+    ),
+    Case(
+        "show foreign domain",
+        "GET",
+        lambda w: f"{API}/domains/{w.other_domain.pk}/",
+        PLATFORM_AND_OTHER,
+    ),
+    Case(
+        "rename own domain",
+        "PATCH",
+        lambda w: f"{API}/domains/{w.domain.pk}/",
+        expect(403, platform=200, domain_admin=200, other_admin=404),
+        lambda w: {"name": "Renamed"},
+    ),
+    Case(
+        "rename foreign domain",
+        "PATCH",
+        lambda w: f"{API}/domains/{w.other_domain.pk}/",
+        PLATFORM_AND_OTHER,
+        lambda w: {"name": "Renamed"},
+    ),
+    # -- projects --
+    Case(
+        "create project in own domain",
+        "POST",
+        lambda w: f"{API}/projects/",
+        expect(403, platform=201, domain_admin=201, domain_assistant=201, other_admin=400),
+        lambda w: {"domain": w.domain.pk, "name": "New", "code": "new"},
+    ),
+    Case(
+        "create project in foreign domain",
+        "POST",
+        lambda w: f"{API}/projects/",
+        expect(400, platform=201, other_admin=201),
+        lambda w: {"domain": w.other_domain.pk, "name": "New", "code": "new"},
+    ),
+    Case(
+        "show own project",
+        "GET",
+        lambda w: f"{API}/projects/{w.project.pk}/",
+        expect(200, other_admin=404),
+    ),
+    Case(
+        "show foreign project",
+        "GET",
+        lambda w: f"{API}/projects/{w.other_project.pk}/",
+        PLATFORM_AND_OTHER,
+    ),
+    Case(
+        "edit own project",
+        "PATCH",
+        lambda w: f"{API}/projects/{w.project.pk}/",
+        expect(200, member=403, other_admin=404),
+        lambda w: {"name": "Renamed"},
+    ),
+    Case(
+        "edit foreign project",
+        "PATCH",
+        lambda w: f"{API}/projects/{w.other_project.pk}/",
+        PLATFORM_AND_OTHER,
+        lambda w: {"name": "Renamed"},
+    ),
+    # -- users --
+    Case(
+        "create user in own domain",
+        "POST",
+        lambda w: f"{API}/users/",
+        expect(201, member=403, other_admin=400),
+        new_user_payload("domain"),
+    ),
+    Case(
+        "create user in foreign domain",
+        "POST",
+        lambda w: f"{API}/users/",
+        expect(400, platform=201, other_admin=201),
+        new_user_payload("other_domain"),
+    ),
+    Case(
+        "show member", "GET", lambda w: f"{API}/users/{w.member.pk}/", expect(200, other_admin=404)
+    ),
+    Case(
+        "show outsider",
+        "GET",
+        lambda w: f"{API}/users/{w.outsider.pk}/",
+        expect(200, member=404, other_admin=404),
+    ),
+    Case(
+        "show foreign user", "GET", lambda w: f"{API}/users/{w.other_admin.pk}/", PLATFORM_AND_OTHER
+    ),
+    Case(
+        "edit member's real name",
+        "PATCH",
+        lambda w: f"{API}/users/{w.member.pk}/",
+        expect(200, domain_assistant=403, project_assistant=403, member=403, other_admin=404),
+        lambda w: {"real_name": "改名"},
+    ),
+    Case(
+        "deactivate member",
+        "PATCH",
+        lambda w: f"{API}/users/{w.member.pk}/",
+        expect(403, platform=200, domain_admin=200, other_admin=404),
+        lambda w: {"is_active": False},
+    ),
+    Case(
+        "edit foreign user's real name",
+        "PATCH",
+        lambda w: f"{API}/users/{w.other_admin.pk}/",
+        PLATFORM_AND_OTHER,
+        lambda w: {"real_name": "改名"},
+    ),
+    # -- memberships --
+    Case(
+        "add member to own project",
+        "POST",
+        lambda w: f"{API}/memberships/",
+        expect(201, member=400, other_admin=400),
+        lambda w: {"project": w.project.pk, "user": w.outsider.pk, "role": "member"},
+    ),
+    Case(
+        "appoint admin of own project",
+        "POST",
+        lambda w: f"{API}/memberships/",
+        expect(403, platform=201, domain_admin=201, project_admin=201, member=400, other_admin=400),
+        lambda w: {"project": w.project.pk, "user": w.outsider.pk, "role": "admin"},
+    ),
+    Case(
+        "add member to foreign project",
+        "POST",
+        lambda w: f"{API}/memberships/",
+        expect(400, platform=201, other_admin=201),
+        lambda w: {"project": w.other_project.pk, "user": other_domain_user(w), "role": "member"},
+    ),
+    Case("show membership", "GET", membership_url("member"), expect(200, other_admin=404)),
+    Case("show foreign membership", "GET", foreign_membership_url, PLATFORM_AND_OTHER),
+    Case(
+        "promote member to assistant",
+        "PATCH",
+        membership_url("member"),
+        expect(403, platform=200, domain_admin=200, project_admin=200, other_admin=404),
+        lambda w: {"role": "assistant"},
+    ),
+    Case(
+        "keep member a member",
+        "PATCH",
+        membership_url("member"),
+        expect(200, member=403, other_admin=404),
+        lambda w: {"role": "member"},
+    ),
+    Case(
+        "remove member",
+        "DELETE",
+        membership_url("member"),
+        expect(204, member=403, other_admin=404),
+    ),
+    Case(
+        "remove project assistant",
+        "DELETE",
+        membership_url("project_assistant"),
+        expect(403, platform=204, domain_admin=204, project_admin=204, member=404, other_admin=404),
+    ),
+    Case(
+        "remove last project admin",
+        "DELETE",
+        membership_url("project_admin"),
+        expect(409, domain_assistant=403, project_assistant=403, member=404, other_admin=404),
+    ),
+    Case(
+        "remove foreign member",
+        "DELETE",
+        foreign_membership_url,
+        expect(404, platform=204, other_admin=204),
+    ),
+    # -- domain roles --
+    Case(
+        "appoint domain assistant",
+        "POST",
+        lambda w: f"{API}/domain-roles/",
+        expect(403, platform=201, domain_admin=201, member=400, other_admin=400),
+        lambda w: {"domain": w.domain.pk, "user": w.outsider.pk, "role": "assistant"},
+    ),
+    Case(
+        "appoint foreign domain assistant",
+        "POST",
+        lambda w: f"{API}/domain-roles/",
+        expect(400, platform=201, other_admin=201),
+        lambda w: {"domain": w.other_domain.pk, "user": other_domain_user(w), "role": "assistant"},
+    ),
+    Case(
+        "show domain assistant grant",
+        "GET",
+        domain_role_url("domain_assistant"),
+        expect(404, platform=200, domain_admin=200, domain_assistant=200),
+    ),
+    Case("show foreign domain grant", "GET", domain_role_url("other_admin"), PLATFORM_AND_OTHER),
+    Case(
+        "remove domain assistant",
+        "DELETE",
+        domain_role_url("domain_assistant"),
+        expect(404, platform=204, domain_admin=204, domain_assistant=403),
+    ),
+    Case(
+        "remove last domain admin",
+        "DELETE",
+        domain_role_url("domain_admin"),
+        expect(404, platform=409, domain_admin=409, domain_assistant=403),
+    ),
+    Case(
+        "remove last foreign domain admin",
+        "DELETE",
+        domain_role_url("other_admin"),
+        expect(404, platform=409, other_admin=409),
+    ),
+]
+
+
+def client_for(user: Any) -> APIClient:
+    client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def test_every_case_names_every_role_once():
+    names = [case.name for case in CASES]
+    assert len(names) == len(set(names))
+    for case in CASES:
+        assert list(case.expected) == ROLES, case.name
+
+
+@pytest.mark.parametrize(
+    ("case", "role"),
+    [pytest.param(case, role, id=f"{case.name}|{role}") for case in CASES for role in ROLES],
+)
+def test_permission_matrix(world: World, case: Case, role: str) -> None:
+    actor = None if role == "anonymous" else getattr(world, role)
+    url = case.url(world)
+    payload = case.payload(world) if case.payload else None
+    send = getattr(client_for(actor), case.method.lower())
+    response = send(url, payload, format="json")
+    expected = case.expected[role]
+    assert response.status_code == expected, (
+        f"{case.method} {url} as {role}: {response.status_code} {response.content[:300]!r}"
+    )
+    if expected >= 400:
+        assert response.json()["code"], response.content
