@@ -12,7 +12,10 @@ ROWS = [{"real_name": "甲", "id_number": "R1", "email": "r1@example.edu"}]
 @pytest.fixture
 def roster(world):
     return roster_import_create(
-        actor=world.project_admin, rows=ROWS, filename="r.csv", domain=world.domain,
+        actor=world.project_admin,
+        rows=ROWS,
+        filename="r.csv",
+        domain=world.domain,
         project=world.project,
     )
 
