@@ -23,3 +23,8 @@ vars().update(EMAIL_CONFIG)
 # The demo's admins should not be stopped at the door by an MFA enrolment unless asked for.
 TEACHCLOUD_MFA_ENFORCED = env.bool("TEACHCLOUD_MFA_ENFORCED", default=False)
 ACCOUNT_EMAIL_VERIFICATION = env("ACCOUNT_EMAIL_VERIFICATION", default="optional")
+# Static files straight from the finders (no manifest), whatever DJANGO_DEBUG says.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
