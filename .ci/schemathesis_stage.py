@@ -110,6 +110,9 @@ def main() -> int:
             "60",
             "--log-level",
             "warning",
+            # Room for the longest query strings the schema allows (gunicorn's default is 4094).
+            "--limit-request-line",
+            "8190",
         ],
         cwd=ROOT,
         env=env,
