@@ -179,7 +179,7 @@ class MembershipViewSet(JsonApiMixin, viewsets.GenericViewSet):
     serializer_class = MembershipSerializer
 
     def get_queryset(self):
-        return selectors.memberships_visible_to(self.request.user)
+        return selectors.with_consumption(selectors.memberships_visible_to(self.request.user))
 
     @extend_schema(
         summary="List the memberships you can see",

@@ -57,6 +57,25 @@ class Action(StrEnum):
     AUDIT_VIEW = "audit.view"  # obj: a domain or project (None: the whole platform)
     # Platform staff accounts and their access (platform staff only)
     PLATFORM_STAFF_MANAGE = "platform.staff_manage"
+    # Billing: allocations (obj: the child that receives)
+    ALLOCATE_DOMAIN = "billing.allocate_domain"  # obj: domain — platform staff
+    ALLOCATE_PROJECT = "billing.allocate_project"  # obj: project — its domain's admins
+    SET_MEMBER_LIMIT = "billing.set_member_limit"  # obj: project — its admins and assistants
+    REQUEST_ALLOCATION = "billing.request_allocation"  # obj: project — its admins
+    REQUEST_LIMIT = "billing.request_limit"  # obj: project — any member
+    # Billing: money (obj: the wallet)
+    WALLET_VIEW = "billing.wallet_view"
+    WALLET_RECHARGE = "billing.wallet_recharge"  # the receiving side records a payment
+    WALLET_REQUEST_RECHARGE = "billing.wallet_request_recharge"  # the tenant's admins
+    WALLET_SET_CREDIT_LIMIT = "billing.wallet_set_credit_limit"  # tenant admin (≤ ceiling)
+    WALLET_SET_CEILING = "billing.wallet_set_ceiling"  # the superior
+    WALLET_SET_BILLING_ADMIN = "billing.wallet_set_billing_admin"  # tenant admin or superior
+    WALLET_SET_ALERT = "billing.wallet_set_alert"  # tenant admins and assistants
+    WALLET_ADJUST = "billing.wallet_adjust"  # platform staff only
+    PRICE_EDIT = "billing.price_edit"  # platform staff only
+    TENANT_LOCK = "billing.tenant_lock"  # obj: domain or project — the superior
+    TENANT_UNLOCK = "billing.tenant_unlock"  # obj: domain or project — its admins or superior
+    MEMBER_UNLOCK = "billing.member_unlock"  # obj: membership — project admins/assistants
 
 
 @dataclass
@@ -232,6 +251,59 @@ def can(actor: Any, action: Action | str, obj: Any = None) -> bool:
             if hasattr(obj, "domain_id"):
                 return _project_level(roles, obj, admin_only=False)
             return _domain_level(roles, obj.pk, admin_only=False)
+        case Action.ALLOCATE_DOMAIN | Action.WALLET_ADJUST | Action.PRICE_EDIT:
+            return False
+        case Action.ALLOCATE_PROJECT:
+            return _domain_level(roles, obj.domain_id, admin_only=True)
+        case Action.SET_MEMBER_LIMIT:
+            return _project_level(roles, obj, admin_only=False)
+        case Action.REQUEST_ALLOCATION:
+            return roles.project_role(obj.pk) == ADMIN
+        case Action.REQUEST_LIMIT:
+            return obj.pk in roles.projects
+        case Action.TENANT_LOCK:
+            # A project may be locked by its domain's admins; a domain only by platform staff.
+            return hasattr(obj, "domain_id") and _domain_level(
+                roles, obj.domain_id, admin_only=True
+            )
+        case Action.TENANT_UNLOCK:
+            if hasattr(obj, "domain_id"):
+                return _project_level(roles, obj, admin_only=True)
+            return _domain_level(roles, obj.pk, admin_only=True)
+        case Action.MEMBER_UNLOCK:
+            return _project_level(roles, obj.project, admin_only=False)
+        case _ if action.value.startswith("billing.wallet"):
+            return _wallet_action(roles, action, obj)
+    return False
+
+
+def _wallet_action(roles: Roles, action: Action, wallet: Any) -> bool:
+    """Money rules of SPEC Money 4–5 for one wallet (the platform wallet is staff-only)."""
+    if wallet.project_id is not None:
+        project = wallet.project
+        tenant_admin = _project_level(roles, project, admin_only=True)
+        tenant_staff = _project_level(roles, project, admin_only=False)
+        superior = _domain_level(roles, project.domain_id, admin_only=True)
+    elif wallet.domain_id is not None:
+        tenant_admin = _domain_level(roles, wallet.domain_id, admin_only=True)
+        tenant_staff = _domain_level(roles, wallet.domain_id, admin_only=False)
+        superior = False  # platform staff, already allowed
+    else:
+        return roles.finance and action == Action.WALLET_VIEW
+    match action:
+        case Action.WALLET_VIEW:
+            return roles.finance or tenant_staff
+        case Action.WALLET_RECHARGE:
+            # Whoever receives the money records it: the domain's admins for project wallets.
+            return superior
+        case Action.WALLET_REQUEST_RECHARGE:
+            return tenant_staff
+        case Action.WALLET_SET_CREDIT_LIMIT | Action.WALLET_SET_BILLING_ADMIN:
+            return tenant_admin or superior
+        case Action.WALLET_SET_CEILING:
+            return superior
+        case Action.WALLET_SET_ALERT:
+            return tenant_staff
     return False
 
 

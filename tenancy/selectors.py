@@ -109,10 +109,39 @@ def project_admins(project: Project) -> QuerySet[Membership]:
     return Membership.objects.active().filter(project=project, role__in=["admin", "assistant"])
 
 
-def membership_consumption(membership: Membership) -> Decimal:
-    """The member's rated consumption in the project (CNY, 4 places).
+def with_consumption(queryset: QuerySet[Membership]) -> QuerySet[Membership]:
+    """Annotate each membership with its rated consumption (one subquery, no N+1)."""
+    from django.db.models import DecimalField, OuterRef, Subquery, Sum
+    from django.db.models.functions import Coalesce
 
-    Placeholder until billing exists: always zero, without a query. The billing app replaces this
-    function with the sum of the member's rated usage; callers (the API) need not change.
-    """
-    return Decimal("0.0000")
+    from billing.models import MemberConsumption
+
+    total = (
+        MemberConsumption.objects.filter(
+            project_id=OuterRef("project_id"), user_id=OuterRef("user_id")
+        )
+        .values("project_id")
+        .annotate(total=Sum("amount"))
+        .values("total")
+    )
+    return queryset.annotate(
+        consumption_total=Coalesce(
+            Subquery(total, output_field=DecimalField(max_digits=18, decimal_places=4)),
+            Decimal("0"),
+            output_field=DecimalField(max_digits=18, decimal_places=4),
+        )
+    )
+
+
+def membership_consumption(membership: Membership) -> Decimal:
+    """The member's rated consumption in the project (CNY, 4 places, Charging 3)."""
+    annotated = getattr(membership, "consumption_total", None)
+    if annotated is None:
+        from django.db.models import Sum
+
+        from billing.models import MemberConsumption
+
+        annotated = MemberConsumption.objects.filter(
+            project_id=membership.project_id, user_id=membership.user_id
+        ).aggregate(total=Sum("amount"))["total"] or Decimal("0")
+    return Decimal(annotated).quantize(Decimal("0.0001"))

@@ -107,6 +107,7 @@ def _domain_create(*, actor: Any, name: str, code: str, admin: User | None) -> D
             fields={"code": [_("This code is already used.")]},
         )
     domain = Domain.objects.create(name=name, code=code, created_by=_real(actor))
+    _billing().wallet_open(domain=domain)
     audit_record(
         actor=actor,
         action="domain.create",
@@ -207,6 +208,7 @@ def project_create(
     project = Project.objects.create(
         domain=domain, name=name, code=code, description=description, created_by=_real(actor)
     )
+    _billing().wallet_open(project=project)
     audit_record(
         actor=actor,
         action="project.create",
@@ -397,6 +399,8 @@ def _membership_add(
         project=project,
         after=snapshot(membership, GRANT_FIELDS) | {"user": user.username},
     )
+    if role == "member":
+        _billing().member_limit_apply_defaults(actor=actor, membership=membership)
     forget_roles(user)
     return membership
 
@@ -511,6 +515,13 @@ def grants_expire(*, now: datetime | None = None) -> int:
         membership.save(update_fields=["role", "expires_at"])
         count += 1
     return count
+
+
+def _billing() -> Any:
+    """Billing's services (wallets with every tenant, default limits for new members)."""
+    from billing import services
+
+    return services
 
 
 def _real(actor: Any) -> User | None:
