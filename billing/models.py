@@ -541,3 +541,144 @@ class RechargeRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.wallet} {self.amount} ({self.status})"
+
+
+class LockPeriod(models.Model):
+    """A wallet's tenant was locked over [start, end): resource charges stop meanwhile."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="lock_periods")
+    start = models.DateTimeField(_("locked at"))
+    end = models.DateTimeField(_("unlocked at"), null=True, blank=True)
+    reason = models.CharField(_("reason"), max_length=200)
+    locked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    unlocked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-start"]
+        verbose_name = _("lock period")
+        verbose_name_plural = _("lock periods")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["wallet"], condition=Q(end__isnull=True), name="lock_one_open_per_wallet"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wallet} locked {self.start:%Y-%m-%d %H:%M}"
+
+
+class ComputeAction(models.TextChoices):
+    STOP = "stop", _("Stop VMs")
+    RESTART = "restart", _("Restart VMs")
+    DELETE = "delete", _("Delete VMs and project")
+
+
+class ComputeRequest(models.Model):
+    """What billing asked compute to do (lock → stop, unlock → restart, purge → delete).
+
+    Recorded in the transaction of the decision; the compute app carries them out."""
+
+    action = models.CharField(_("action"), max_length=8, choices=ComputeAction.choices)
+    domain = models.ForeignKey(
+        "tenancy.Domain", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    project = models.ForeignKey(
+        "tenancy.Project", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    membership = models.ForeignKey(
+        "tenancy.Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.CharField(_("reason"), max_length=200)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    done_at = models.DateTimeField(_("done at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("compute request")
+        verbose_name_plural = _("compute requests")
+
+    def __str__(self) -> str:
+        return f"{self.action} ({self.reason})"
+
+
+class Notification(models.Model):
+    """Every notification is recorded (SPEC Notifications), sent or folded into a digest."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", _("Email")
+        WEBHOOK = "webhook", _("Webhook")
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENT = "sent", _("Sent")
+        DIGESTED = "digested", _("Folded into a digest")
+        FAILED = "failed", _("Failed")
+
+    event = models.CharField(_("event"), max_length=40, db_index=True)
+    channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="notifications",
+    )
+    address = models.CharField(_("address"), max_length=500)
+    domain = models.ForeignKey(
+        "tenancy.Domain", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    project = models.ForeignKey(
+        "tenancy.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    subject = models.CharField(_("subject"), max_length=300)
+    body = models.TextField(_("body"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    digest = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="folded"
+    )
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        indexes = [models.Index(fields=["address", "sent_at"], name="notification_rate")]
+
+    def __str__(self) -> str:
+        return f"{self.event} → {self.address} ({self.status})"
+
+
+class Webhook(models.Model):
+    """A tenant's optional webhook (JSON POST, e.g. Feishu/DingTalk/Slack)."""
+
+    domain = models.OneToOneField(
+        "tenancy.Domain", null=True, blank=True, on_delete=models.CASCADE, related_name="webhook"
+    )
+    project = models.OneToOneField(
+        "tenancy.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="webhook"
+    )
+    url = models.URLField(_("URL"), max_length=500)
+    active = models.BooleanField(_("active"), default=True)
+
+    class Meta:
+        verbose_name = _("webhook")
+        verbose_name_plural = _("webhooks")
+
+    def __str__(self) -> str:
+        return self.url
