@@ -118,7 +118,7 @@ def wallet_open(*, domain: Domain | None = None, project: Project | None = None)
 
 
 def _locked_wallet(wallet: Wallet) -> Wallet:
-    return Wallet.objects.select_for_update().select_related("domain", "project").get(pk=wallet.pk)
+    return Wallet.objects.select_for_update(of=("self",)).select_related("domain", "project").get(pk=wallet.pk)
 
 
 def _tenant_of(wallet: Wallet) -> tuple[Domain | None, Project | None]:
@@ -722,3 +722,41 @@ def member_limit_apply_defaults(*, actor: Any, membership: Membership) -> Alloca
         disk_gib=defaults.disk_gib,
         budget=defaults.budget,
     )
+
+
+@transaction.atomic(durable=True)
+def platform_capacity_set(
+    *, actor: Any, vcpus: Any, ram_gib: Any, disk_gib: Any, overcommit: Any
+) -> PlatformCapacity:
+    """What the platform may sell (Allocations 2): capacity per resource × overcommit ratio."""
+    require(actor, Action.ALLOCATE_DOMAIN, None)
+    values = _quantities(vcpus, ram_gib, disk_gib)
+    ratio = parse_amount(overcommit, field="overcommit")
+    if ratio > 100:
+        raise ServiceError(
+            _("The overcommit ratio is at most 100."),
+            code="overcommit_too_large",
+            fields={"overcommit": [_("At most 100.")]},
+        )
+    capacity = PlatformCapacity.objects.select_for_update().get_or_create(pk=1)[0]
+    before = snapshot(capacity, [*RESOURCES, "overcommit"])
+    allocated = _open_sum(level=Level.DOMAIN)
+    ceiling = {r: int(values[r] * ratio) for r in RESOURCES}
+    _refuse_if(
+        {r: (ceiling[r], allocated[r]) for r in RESOURCES if ceiling[r] < allocated[r]},
+        _("Domains already hold more than that"),
+        "below_suballocated",
+    )
+    for name, value in values.items():
+        setattr(capacity, name, value)
+    capacity.overcommit = ratio
+    capacity.updated_at = timezone.now()
+    capacity.save()
+    audit_record(
+        actor=actor,
+        action="platform.capacity",
+        target=capacity,
+        before=before,
+        after=snapshot(capacity, [*RESOURCES, "overcommit"]),
+    )
+    return capacity

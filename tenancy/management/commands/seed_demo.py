@@ -146,6 +146,7 @@ class Command(BaseCommand):
             platform = self._platform_admin()
             for school in SCHOOLS:
                 self._school(platform, school)
+            self._billing(platform)
         except (ServiceError, PermissionDenied) as exc:
             detail = getattr(exc, "detail", str(exc))
             fields = getattr(exc, "fields", None)
@@ -295,6 +296,70 @@ class Command(BaseCommand):
                     _("%(course)s: own VMs and own usage") % {"course": course.name},
                 )
             )
+
+    def _billing(self, platform: User) -> None:
+        """Capacity, allocations at every level and some money, where none exist yet."""
+        from billing import services as billing
+        from billing.models import PlatformCapacity, Transaction, TransactionKind
+
+        capacity = PlatformCapacity.objects.get_or_create(pk=1)[0]
+        if capacity.vcpus == 0:
+            billing.platform_capacity_set(
+                actor=platform, vcpus=512, ram_gib=2048, disk_gib=40960, overcommit="2"
+            )
+        for school in SCHOOLS:
+            domain = Domain.objects.get(code=school.code)
+            admin = User.objects.get(username=school.admin.username)
+            target = billing.target_of(domain=domain)
+            if billing.current_allocation(target) is None:
+                billing.allocation_set(
+                    actor=platform, target=target, vcpus=128, ram_gib=512, disk_gib=8192
+                )
+            wallet = billing.wallet_open(domain=domain)
+            if not Transaction.objects.filter(wallet=wallet, kind=TransactionKind.RECHARGE):
+                billing.wallet_recharge(
+                    actor=platform,
+                    wallet=wallet,
+                    amount="20000.00",
+                    method="bank_transfer",
+                    reference=f"DEMO-{domain.code.upper()}-001",
+                    payer=domain.name,
+                )
+            for project in domain.projects.all():
+                target = billing.target_of(project=project)
+                if billing.current_allocation(target) is None:
+                    billing.allocation_set(
+                        actor=admin, target=target, vcpus=32, ram_gib=128, disk_gib=1024
+                    )
+                    billing.project_defaults_set(
+                        actor=admin,
+                        project=project,
+                        vcpus=4,
+                        ram_gib=8,
+                        disk_gib=80,
+                        budget="200.00",
+                    )
+                wallet = billing.wallet_open(project=project)
+                if not Transaction.objects.filter(wallet=wallet, kind=TransactionKind.RECHARGE):
+                    billing.wallet_recharge(
+                        actor=admin,
+                        wallet=wallet,
+                        amount="3000.00",
+                        method="internal_transfer",
+                        reference=f"DEMO-{project.code.upper()}",
+                        payer=project.name,
+                    )
+                for membership in project.memberships.filter(role="member"):
+                    limit = billing.target_of(membership=membership)
+                    if billing.current_allocation(limit) is None:
+                        billing.allocation_set(
+                            actor=admin,
+                            target=limit,
+                            vcpus=4,
+                            ram_gib=8,
+                            disk_gib=80,
+                            budget="200.00",
+                        )
 
     # -- Output ---------------------------------------------------------------------------------
 
