@@ -682,3 +682,50 @@ class Webhook(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+class BudgetAlert(models.Model):
+    """A member's budget threshold (percent) already alerted, at the budget it was alerted for.
+
+    A row whose `budget` differs from the member's current budget is stale: enforcement drops it,
+    so a changed (e.g. raised) budget re-arms every threshold (SPEC Locking 3)."""
+
+    project = models.ForeignKey("tenancy.Project", on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    threshold = models.PositiveSmallIntegerField(_("threshold (%)"))
+    budget = models.DecimalField(_("budget"), **MONEY)
+    alerted_at = models.DateTimeField(_("alerted at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("budget alert")
+        verbose_name_plural = _("budget alerts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "user", "threshold"], name="budget_alert_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.project_id} {self.threshold}% of {self.budget}"
+
+
+class PurgeReminder(models.Model):
+    """A purge reminder sent `days` before the purge of a wallet's tenant (SPEC Locking 5), for
+    one unbroken unpaid run (`unpaid_since`): a new run re-arms the reminders."""
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="purge_reminders")
+    unpaid_since = models.DateTimeField(_("unpaid since"))
+    days = models.PositiveSmallIntegerField(_("days before purge"))
+    sent_at = models.DateTimeField(_("sent at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("purge reminder")
+        verbose_name_plural = _("purge reminders")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["wallet", "unpaid_since", "days"], name="purge_reminder_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.wallet} −{self.days}d"

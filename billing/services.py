@@ -118,7 +118,11 @@ def wallet_open(*, domain: Domain | None = None, project: Project | None = None)
 
 
 def _locked_wallet(wallet: Wallet) -> Wallet:
-    return Wallet.objects.select_for_update(of=("self",)).select_related("domain", "project").get(pk=wallet.pk)
+    return (
+        Wallet.objects.select_for_update(of=("self",))
+        .select_related("domain", "project")
+        .get(pk=wallet.pk)
+    )
 
 
 def _tenant_of(wallet: Wallet) -> tuple[Domain | None, Project | None]:
@@ -579,8 +583,8 @@ def allocation_quote(
         new = _quantities(vcpus, ram_gib, disk_gib)
         totals = _check_bounds(target, new)
         transaction.set_rollback(True)
-    if budget is not None and target.level == Level.MEMBER:
-        parse_amount(budget, field="budget", allow_zero=True)
+    if budget is not None:
+        _budget(target, budget)  # the same refusal as allocation_set
     price = price_at(timezone.now())
     hourly = hourly_cost(price, **new)
     current = current_allocation(target)
@@ -596,6 +600,16 @@ def allocation_quote(
         **new,
         "totals": totals,
     }
+
+
+def _budget(target: Target, budget: Any) -> Decimal:
+    if target.level != Level.MEMBER:
+        raise ServiceError(
+            _("Only a member's limit has a budget."),
+            code="budget_not_member",
+            fields={"budget": [_("Only for memberships.")]},
+        )
+    return parse_amount(budget, field="budget", allow_zero=True)
 
 
 def _require_allocate(actor: Any, target: Target) -> None:
@@ -639,15 +653,7 @@ def _allocation_set(
     now: datetime | None = None,
 ) -> Allocation | None:
     new = _quantities(vcpus, ram_gib, disk_gib)
-    money = None
-    if budget is not None:
-        if target.level != Level.MEMBER:
-            raise ServiceError(
-                _("Only a member's limit has a budget."),
-                code="budget_not_member",
-                fields={"budget": [_("Only for memberships.")]},
-            )
-        money = parse_amount(budget, field="budget", allow_zero=True)
+    money = None if budget is None else _budget(target, budget)
     _check_bounds(target, new)
     now = now or timezone.now()
     current = (
@@ -660,6 +666,8 @@ def _allocation_set(
             now = current.start + timedelta(microseconds=1)
         current.end = now
         current.save(update_fields=["end"])
+    elif not any(new.values()) and money is None:
+        return None  # all zero where nothing is allocated: nothing to end, nothing to record
     allocation = None
     if any(new.values()) or money is not None:
         allocation = Allocation.objects.create(
@@ -760,3 +768,92 @@ def platform_capacity_set(
         after=snapshot(capacity, [*RESOURCES, "overcommit"]),
     )
     return capacity
+
+
+# -- Member budgets ---------------------------------------------------------------------------
+
+
+def _member_budget_set(*, actor: Any, membership: Membership, budget: Any) -> Allocation | None:
+    """Change a member's budget and keep their limit (inside the caller's transaction).
+
+    A changed budget re-arms the member's budget alerts (SPEC Locking 3)."""
+    from billing.models import BudgetAlert
+
+    require(actor, Action.SET_MEMBER_LIMIT, membership.project)
+    money = parse_amount(budget, field="budget", allow_zero=True)
+    Domain.objects.select_for_update().get(pk=membership.project.domain_id)
+    target = Target(Level.MEMBER, membership.project.domain, membership.project, membership)
+    current = current_allocation(target)
+    quantities = {r: getattr(current, r) if current else 0 for r in RESOURCES}
+    allocation = _allocation_set(actor=actor, target=target, budget=money, **quantities)
+    BudgetAlert.objects.filter(
+        project_id=membership.project_id, user_id=membership.user_id
+    ).exclude(budget=money).delete()
+    return allocation
+
+
+@transaction.atomic(durable=True)
+def member_budget_set(*, actor: Any, membership: Membership, budget: Any) -> Allocation | None:
+    """Set a member's budget (project admins and assistants); the limit stays as it is."""
+    return _member_budget_set(actor=actor, membership=membership, budget=budget)
+
+
+# -- Webhooks ---------------------------------------------------------------------------------
+
+
+@transaction.atomic(durable=True)
+def webhook_set(
+    *,
+    actor: Any,
+    domain: Domain | None = None,
+    project: Project | None = None,
+    url: str,
+    active: bool = True,
+) -> Any:
+    """The tenant's webhook (one per domain or project): created or replaced, audited."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import URLValidator
+
+    from billing.models import Webhook
+
+    if (domain is None) == (project is None):
+        raise ServiceError(_("Name exactly one of domain or project."), code="one_target")
+    tenant = project if project is not None else domain
+    require(actor, Action.PROJECT_EDIT if project is not None else Action.DOMAIN_EDIT, tenant)
+    url = (url or "").strip()
+    try:
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError as exc:
+        raise ServiceError(
+            _("Enter a valid http(s) URL."), code="invalid_url", fields={"url": [_("Invalid URL.")]}
+        ) from exc
+    owner = {"project": project} if project is not None else {"domain": domain}
+    before = Webhook.objects.filter(**owner).values("url", "active").first()
+    webhook, _created = Webhook.objects.update_or_create(
+        **owner, defaults={"url": url, "active": bool(active)}
+    )
+    audit_record(
+        actor=actor,
+        action="webhook.set",
+        target=webhook,
+        domain=domain or project.domain,
+        project=project,
+        before=before,
+        after={"url": url, "active": bool(active)},
+    )
+    return webhook
+
+
+@transaction.atomic(durable=True)
+def webhook_delete(*, actor: Any, webhook: Any) -> None:
+    tenant = webhook.project if webhook.project_id else webhook.domain
+    require(actor, Action.PROJECT_EDIT if webhook.project_id else Action.DOMAIN_EDIT, tenant)
+    audit_record(
+        actor=actor,
+        action="webhook.delete",
+        target=webhook,
+        domain=webhook.domain if webhook.domain_id else webhook.project.domain,
+        project=webhook.project,
+        before={"url": webhook.url, "active": webhook.active},
+    )
+    webhook.delete()

@@ -1,6 +1,6 @@
 """The server-rendered portal (namespace "portal")."""
 
-from django.urls import path
+from django.urls import include, path
 
 from accounts import views as accounts_views
 from tenancy import views
@@ -51,4 +51,6 @@ urlpatterns = [
         accounts_views.roster_import_progress,
         name="roster_import_progress",
     ),
+    # Billing: wallets, allocations, member limits, usage
+    path("", include("billing.urls")),
 ]

@@ -346,6 +346,343 @@ CASES: list[Case] = [
 ]
 
 
+# -- billing (allocations, wallets, recharges, transactions, prices, lock/unlock) --------------
+
+
+def _billing_ready(w: World) -> None:
+    """Wallets (the factories bypass the services that open them) and capacity to allocate."""
+    from billing.services import platform_capacity_set, wallet_open
+
+    platform_capacity_set(actor=w.platform, vcpus=100, ram_gib=400, disk_gib=4000, overcommit="1")
+    for domain in (w.domain, w.other_domain):
+        wallet_open(domain=domain)
+    for project in (w.project, w.other_project):
+        wallet_open(project=project)
+
+
+def wallet_url(tenant_attr: str | None, suffix: str = "") -> Callable[[World], str]:
+    def build(w: World) -> str:
+        from billing.models import Wallet
+
+        _billing_ready(w)
+        if tenant_attr is None:
+            wallet = Wallet.objects.get(kind="platform")
+        elif "project" in tenant_attr:
+            wallet = Wallet.objects.get(project=getattr(w, tenant_attr))
+        else:
+            wallet = Wallet.objects.get(domain=getattr(w, tenant_attr))
+        return f"{API}/wallets/{wallet.pk}/{suffix}"
+
+    return build
+
+
+def allocation_payload(target: str) -> Callable[[World], dict[str, Any]]:
+    def build(w: World) -> dict[str, Any]:
+        from billing.services import allocation_set, target_of
+
+        _billing_ready(w)
+        allocation_set(
+            actor=w.platform,
+            target=target_of(domain=w.domain),
+            vcpus=10,
+            ram_gib=10,
+            disk_gib=10,
+        )
+        ids = {
+            "domain": w.domain.pk,
+            "project": w.project.pk,
+            "membership": Membership.objects.get(user=w.member, project=w.project).pk,
+            "other_project": w.other_project.pk,
+        }
+        key = "project" if target == "other_project" else target
+        return {key: ids[target], "vcpus": 1, "ram_gib": 1, "disk_gib": 1}
+
+    return build
+
+
+def recharge_request_url(action_name: str) -> Callable[[World], str]:
+    """A request filed by the project admin for the project wallet."""
+
+    def build(w: World) -> str:
+        from billing.models import Wallet
+        from billing.services import recharge_request_create
+
+        _billing_ready(w)
+        request = recharge_request_create(
+            actor=w.project_admin,
+            wallet=Wallet.objects.get(project=w.project),
+            amount="5",
+            method="bank",
+        )
+        return f"{API}/recharge-requests/{request.pk}/{action_name}"
+
+    return build
+
+
+def project_transaction_url(w: World) -> str:
+    from billing.models import Wallet
+    from billing.services import wallet_recharge
+
+    _billing_ready(w)
+    tx = wallet_recharge(
+        actor=w.platform, wallet=Wallet.objects.get(project=w.project), amount="5", method="x"
+    )
+    return f"{API}/transactions/{tx.pk}/"
+
+
+def locked_member_unlock_url(w: World) -> str:
+    membership = Membership.objects.get(user=w.member, project=w.project)
+    Membership.objects.filter(pk=membership.pk).update(locked=True)  # as a budget lock leaves it
+    return f"{API}/memberships/{membership.pk}/unlock/"
+
+
+def paid_up_locked_project_unlock_url(w: World) -> str:
+    """The project was locked automatically (available < 0), then recharged."""
+    from django.utils import timezone
+
+    from billing.enforcement import enforce
+    from billing.models import Wallet
+    from billing.services import wallet_adjust, wallet_recharge
+
+    _billing_ready(w)
+    wallet = Wallet.objects.get(project=w.project)
+    wallet_adjust(actor=w.platform, wallet=wallet, amount="-2", reason="fee")
+    enforce(now=timezone.now())
+    assert Wallet.objects.get(pk=wallet.pk).locked
+    wallet_recharge(actor=w.platform, wallet=wallet, amount="5", method="x")
+    return f"{API}/projects/{w.project.pk}/unlock/"
+
+
+def future_price(w: World) -> dict[str, Any]:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return {
+        "effective_from": (timezone.now() + timedelta(days=1)).isoformat(),
+        "vcpu_hour": "0.06",
+        "ram_gib_hour": "0.02",
+        "disk_gib_hour": "0.0005",
+        "domain_fee": "100",
+        "project_fee": "10",
+        "user_fee": "1",
+    }
+
+
+DOMAIN_STAFF = {"platform": 200, "domain_admin": 200, "domain_assistant": 200}
+PROJECT_STAFF = {**DOMAIN_STAFF, "project_admin": 200, "project_assistant": 200}
+
+CASES += [
+    *[
+        Case(f"list {name}", "GET", lambda w, n=name: f"{API}/{n}/", OWN_LISTS)
+        for name in (
+            "allocations",
+            "wallets",
+            "recharge-requests",
+            "transactions",
+            "prices",
+            "notifications",
+        )
+    ],
+    # -- allocations --
+    Case(
+        "allocate to own domain",
+        "POST",
+        lambda w: f"{API}/allocations/",
+        expect(403, platform=201, other_admin=400),
+        allocation_payload("domain"),
+    ),
+    Case(
+        "allocate to own project",
+        "POST",
+        lambda w: f"{API}/allocations/",
+        expect(403, platform=201, domain_admin=201, other_admin=400),
+        allocation_payload("project"),
+    ),
+    Case(
+        "quote own project allocation",
+        "POST",
+        lambda w: f"{API}/allocations/?dry_run=1",
+        expect(403, platform=200, domain_admin=200, other_admin=400),
+        allocation_payload("project"),
+    ),
+    Case(
+        "allocate to foreign project",
+        "POST",
+        lambda w: f"{API}/allocations/",
+        expect(400, platform=409, other_admin=409),  # visible to them, but nothing to give
+        allocation_payload("other_project"),
+    ),
+    Case(
+        "set member limit",
+        "POST",
+        lambda w: f"{API}/allocations/",
+        expect(201, member=403, other_admin=400),
+        allocation_payload("membership"),
+    ),
+    # -- wallets --
+    Case(
+        "show own domain wallet",
+        "GET",
+        wallet_url("domain"),
+        expect(404, **DOMAIN_STAFF),
+    ),
+    Case(
+        "show own project wallet",
+        "GET",
+        wallet_url("project"),
+        expect(404, **PROJECT_STAFF),
+    ),
+    Case("show foreign project wallet", "GET", wallet_url("other_project"), PLATFORM_AND_OTHER),
+    Case("show platform wallet", "GET", wallet_url(None), expect(404, platform=200)),
+    Case(
+        "set domain credit ceiling",
+        "PATCH",
+        wallet_url("domain"),
+        expect(404, platform=200, domain_admin=403, domain_assistant=403),
+        lambda w: {"credit_ceiling": "10"},
+    ),
+    Case(
+        "set project credit limit",
+        "PATCH",
+        wallet_url("project"),
+        expect(
+            404,
+            platform=200,
+            domain_admin=200,
+            domain_assistant=403,
+            project_admin=200,
+            project_assistant=403,
+        ),
+        lambda w: {"credit_limit": "0"},
+    ),
+    Case(
+        "set project alert threshold",
+        "PATCH",
+        wallet_url("project"),
+        expect(404, **PROJECT_STAFF),
+        lambda w: {"alert_threshold": "3"},
+    ),
+    Case(
+        "recharge own domain wallet",
+        "POST",
+        wallet_url("domain", "recharges/"),
+        expect(404, platform=201, domain_admin=403, domain_assistant=403),
+        lambda w: {"amount": "5", "method": "bank"},
+    ),
+    Case(
+        "recharge own project wallet",
+        "POST",
+        wallet_url("project", "recharges/"),
+        expect(
+            404,
+            platform=201,
+            domain_admin=201,
+            domain_assistant=403,
+            project_admin=403,
+            project_assistant=403,
+        ),
+        lambda w: {"amount": "5", "method": "bank"},
+    ),
+    Case(
+        "list own project wallet recharges",
+        "GET",
+        wallet_url("project", "recharges/"),
+        expect(404, **PROJECT_STAFF),
+    ),
+    Case(
+        "request recharge of own project wallet",
+        "POST",
+        wallet_url("project", "recharge-requests/"),
+        expect(
+            404,
+            platform=201,
+            domain_admin=201,
+            domain_assistant=201,
+            project_admin=201,
+            project_assistant=201,
+        ),
+        lambda w: {"amount": "5", "method": "bank"},
+    ),
+    Case(
+        "request recharge of foreign domain wallet",
+        "POST",
+        wallet_url("other_domain", "recharge-requests/"),
+        expect(404, platform=201, other_admin=201),
+        lambda w: {"amount": "5", "method": "bank"},
+    ),
+    Case(
+        "approve project recharge request",
+        "POST",
+        recharge_request_url("approve/"),
+        expect(
+            404,
+            platform=200,
+            domain_admin=200,
+            domain_assistant=403,
+            project_admin=403,
+            project_assistant=403,
+        ),
+    ),
+    Case(
+        "reject project recharge request",
+        "POST",
+        recharge_request_url("reject/"),
+        expect(
+            404,
+            platform=200,
+            domain_admin=200,
+            domain_assistant=403,
+            project_admin=403,
+            project_assistant=403,
+        ),
+    ),
+    Case(
+        "show project transaction",
+        "GET",
+        project_transaction_url,
+        expect(404, **PROJECT_STAFF),
+    ),
+    # -- prices --
+    Case(
+        "create price version",
+        "POST",
+        lambda w: f"{API}/prices/",
+        expect(403, platform=201),
+        future_price,
+    ),
+    # -- lock and unlock --
+    Case(
+        "lock own domain",
+        "POST",
+        lambda w: f"{API}/domains/{w.domain.pk}/lock/",
+        expect(403, platform=200, other_admin=404),
+        lambda w: {"reason": "audit"},
+    ),
+    Case(
+        "lock own project",
+        "POST",
+        lambda w: f"{API}/projects/{w.project.pk}/lock/",
+        expect(403, platform=200, domain_admin=200, other_admin=404),
+        lambda w: {"reason": "audit"},
+    ),
+    Case(
+        "unlock paid-up project",
+        "POST",
+        paid_up_locked_project_unlock_url,
+        expect(403, platform=200, domain_admin=200, project_admin=200, other_admin=404),
+        lambda w: {"restart_servers": False},
+    ),
+    Case(
+        "unlock locked member",
+        "POST",
+        locked_member_unlock_url,
+        expect(200, member=403, other_admin=404),
+        lambda w: {},
+    ),
+]
+
+
 def client_for(user: Any) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:

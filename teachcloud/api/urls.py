@@ -5,6 +5,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.routers import DefaultRouter
 
 from accounts.api import AuthTokenView, UserViewSet
+from billing import api as billing_api
 from tenancy.api import DomainRoleViewSet, DomainViewSet, MembershipViewSet, ProjectViewSet
 
 
@@ -19,10 +20,34 @@ router.register("projects", ProjectViewSet, basename="project")
 router.register("users", UserViewSet, basename="user")
 router.register("memberships", MembershipViewSet, basename="membership")
 router.register("domain-roles", DomainRoleViewSet, basename="domain-role")
+router.register("allocations", billing_api.AllocationViewSet, basename="allocation")
+router.register("wallets", billing_api.WalletViewSet, basename="wallet")
+router.register(
+    "recharge-requests", billing_api.RechargeRequestViewSet, basename="recharge-request"
+)
+router.register("transactions", billing_api.TransactionViewSet, basename="transaction")
+router.register("prices", billing_api.PriceViewSet, basename="price")
+router.register("notifications", billing_api.NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("auth/token/", AuthTokenView.as_view(), name="auth-token"),
     path("", include(router.urls)),
+    # Billing: per-wallet lists and lock/unlock of tenants (billing.api).
+    re_path(
+        r"^wallets/(?P<wallet_pk>[^/.]+)/recharges/$",
+        billing_api.WalletRechargeViewSet.as_view({"get": "list", "post": "create"}),
+        name="wallet-recharges",
+    ),
+    re_path(
+        r"^wallets/(?P<wallet_pk>[^/.]+)/recharge-requests/$",
+        billing_api.WalletRechargeRequestViewSet.as_view({"get": "list", "post": "create"}),
+        name="wallet-recharge-requests",
+    ),
+    re_path(r"^domains/(?P<pk>[^/.]+)/lock/$", billing_api.DomainLockView.as_view()),
+    re_path(r"^domains/(?P<pk>[^/.]+)/unlock/$", billing_api.DomainUnlockView.as_view()),
+    re_path(r"^projects/(?P<pk>[^/.]+)/lock/$", billing_api.ProjectLockView.as_view()),
+    re_path(r"^projects/(?P<pk>[^/.]+)/unlock/$", billing_api.ProjectUnlockView.as_view()),
+    re_path(r"^memberships/(?P<pk>[^/.]+)/unlock/$", billing_api.MemberUnlockView.as_view()),
     # Keep this last: anything else under /api/v1/ (e.g. `users/1.5/`) is a JSON 404 in the
     # API's error shape, not the portal's HTML page.
     re_path(r"^", api_not_found),

@@ -157,6 +157,10 @@ TEACHCLOUD_ROSTER_MAX_ROWS = 20000
 TEACHCLOUD_ROSTER_MAX_BYTES = 5 * 1024 * 1024
 # Imports with at most this many rows run inside the request; larger ones go to Celery.
 TEACHCLOUD_ROSTER_INLINE_ROWS = 200
+# Billing enforcement and notifications (SPEC Locking 3, Notifications).
+TEACHCLOUD_BUDGET_ALERTS = [50, 80, 90]  # percent of a member's budget, alerted once each
+TEACHCLOUD_MAIL_RATE = (5, 600)  # at most 5 emails per recipient address per 600 s
+TEACHCLOUD_WEBHOOK_TIMEOUT = 5  # seconds
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes "not signed in" a 401 rather than a 403.

@@ -1,0 +1,101 @@
+"""Scoped reads of billing: what each user may see. Foreign objects are simply not in these
+querysets (the API answers 404), using the same role facts as tenancy.permissions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+
+from billing.models import (
+    Allocation,
+    Entry,
+    Level,
+    Notification,
+    PriceVersion,
+    RechargeRequest,
+    Transaction,
+    Wallet,
+)
+from tenancy.permissions import roles_of
+
+
+def _sees_everything(user: Any) -> bool:
+    roles = roles_of(user)
+    return roles.platform or roles.finance
+
+
+def wallets_visible_to(user: Any) -> QuerySet[Wallet]:
+    """Platform and finance staff: every wallet. Domain admins and assistants: their domain's
+    wallet and its projects' wallets. Project admins and assistants: their project's wallet.
+    Members see no wallet (students pay nothing)."""
+    roles = roles_of(user)
+    if not roles.active:
+        return Wallet.objects.none()
+    qs = Wallet.objects.select_related("project")
+    if _sees_everything(user):
+        return qs
+    domains = roles.managed_domain_ids
+    return qs.filter(
+        Q(domain_id__in=domains)
+        | Q(project__domain_id__in=domains)
+        | Q(project_id__in=roles.managed_project_ids)
+    )
+
+
+def allocations_visible_to(user: Any) -> QuerySet[Allocation]:
+    """Platform and finance staff: all. Domain staff: every level inside their domain. Project
+    staff: their project's project and member allocations. A member: their own limits."""
+    roles = roles_of(user)
+    if not roles.active:
+        return Allocation.objects.none()
+    qs = Allocation.objects.all()
+    if _sees_everything(user):
+        return qs
+    return qs.filter(
+        Q(domain_id__in=roles.managed_domain_ids)
+        | Q(
+            level__in=[Level.PROJECT, Level.MEMBER],
+            project_id__in=roles.managed_project_ids,
+        )
+        | Q(level=Level.MEMBER, user_id=user.pk)
+    )
+
+
+def transactions_visible_to(user: Any) -> QuerySet[Transaction]:
+    """Transactions with an entry on a wallet the user sees; entries prefetched (no N+1)."""
+    roles = roles_of(user)
+    if not roles.active:
+        return Transaction.objects.none()
+    qs = Transaction.objects.prefetch_related(
+        Prefetch("entries", queryset=Entry.objects.order_by("id"))
+    )
+    if _sees_everything(user):
+        return qs
+    visible = wallets_visible_to(user).values("pk")
+    return qs.filter(
+        Exists(Entry.objects.filter(transaction_id=OuterRef("pk"), wallet_id__in=visible))
+    )
+
+
+def recharge_requests_visible_to(user: Any) -> QuerySet[RechargeRequest]:
+    """Requests for the wallets the user sees: the tenant's staff and the receiving side."""
+    roles = roles_of(user)
+    if not roles.active:
+        return RechargeRequest.objects.none()
+    qs = RechargeRequest.objects.select_related("wallet", "wallet__project")
+    if _sees_everything(user):
+        return qs
+    return qs.filter(wallet_id__in=wallets_visible_to(user).values("pk"))
+
+
+def prices() -> QuerySet[PriceVersion]:
+    """The price plan, newest version first: public to every signed-in user."""
+    return PriceVersion.objects.order_by("-effective_from")
+
+
+def notifications_of(user: Any) -> QuerySet[Notification]:
+    """The user's own notifications, newest first."""
+    if not roles_of(user).active:
+        return Notification.objects.none()
+    return Notification.objects.filter(recipient_id=user.pk).order_by("-created_at", "-id")
