@@ -3,12 +3,14 @@
 import os
 
 from celery import Celery
+from celery.schedules import crontab
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "teachcloud.settings.local")
 
 app = Celery("teachcloud")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+app.autodiscover_tasks(["billing"], related_name="tasks_notify")
 
 # Beat schedule (synchronised into django-celery-beat's tables by the DatabaseScheduler).
 app.conf.beat_schedule = {
@@ -19,5 +21,22 @@ app.conf.beat_schedule = {
     "accounts-resume-roster-imports": {
         "task": "accounts.tasks.resume_roster_imports",
         "schedule": 5 * 60,
+    },
+    "billing-flush-digests": {
+        "task": "billing.tasks_notify.flush_digests",
+        "schedule": 5 * 60,
+    },
+    # Billing: one task runs whatever is due (charges, rating, fees, locks, alerts, purges).
+    "billing-hourly": {
+        "task": "billing.tasks.run_billing",
+        "schedule": crontab(minute=5),
+    },
+    "billing-monthly-fees": {
+        "task": "billing.tasks.run_billing",
+        "schedule": crontab(minute=5, hour=0, day_of_month=1),
+    },
+    "billing-daily": {
+        "task": "billing.tasks.run_billing",
+        "schedule": crontab(minute=0, hour=3),
     },
 }
