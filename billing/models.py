@@ -352,8 +352,13 @@ class Transaction(models.Model):
     """
 
     kind = models.CharField(_("kind"), max_length=16, choices=TransactionKind.choices)
+    # Indexed by tx_wallet_kind_time (wallet first); no separate FK index on the hot path.
     wallet = models.ForeignKey(
-        Wallet, on_delete=models.PROTECT, related_name="transactions", verbose_name=_("wallet")
+        Wallet,
+        on_delete=models.PROTECT,
+        related_name="transactions",
+        verbose_name=_("wallet"),
+        db_index=False,
     )
     period_start = models.DateTimeField(_("period start"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
@@ -366,6 +371,7 @@ class Transaction(models.Model):
     reason = models.TextField(_("reason"), blank=True)
     reverses = models.ForeignKey(
         "self",
+        db_index=False,  # partial index tx_reverses below: almost every row is null
         null=True,
         blank=True,
         on_delete=models.PROTECT,
@@ -374,6 +380,7 @@ class Transaction(models.Model):
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        db_index=False,  # charges and fees have no author; nobody searches by it
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -400,6 +407,9 @@ class Transaction(models.Model):
         indexes = [
             models.Index(fields=["wallet", "kind", "-created_at"], name="tx_wallet_kind_time"),
             models.Index(fields=["kind", "period_start"], name="tx_kind_period"),
+            models.Index(
+                fields=["reverses"], name="tx_reverses", condition=Q(reverses__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -422,6 +432,7 @@ class Entry(models.Model):
         on_delete=models.PROTECT,
         related_name="entries",
         verbose_name=_("wallet"),
+        db_index=False,  # entry_wallet_tx (wallet, transaction) serves every wallet lookup
     )
     amount = models.DecimalField(_("amount"), **MONEY)
 
@@ -445,7 +456,11 @@ class ChargeLine(models.Model):
         Allocation, on_delete=models.PROTECT, related_name="+", verbose_name=_("allocation")
     )
     price = models.ForeignKey(
-        PriceVersion, on_delete=models.PROTECT, related_name="+", verbose_name=_("price")
+        PriceVersion,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("price"),
+        db_index=False,  # a handful of versions; reports join from the charge side
     )
     start = models.DateTimeField(_("from"))
     end = models.DateTimeField(_("to"))
