@@ -423,7 +423,7 @@ def enrollment_code_deactivate(*, actor: Any, code: EnrollmentCode) -> Enrollmen
 
 def _usable_code(code: str) -> EnrollmentCode:
     found = (
-        EnrollmentCode.objects.select_for_update()
+        EnrollmentCode.objects.select_for_update(of=("self",))
         .select_related("project__domain")
         .filter(code=code.strip())
         .first()
@@ -523,7 +523,7 @@ def enrollment_decide(
     from tenancy.services import _membership_add
 
     request = (
-        EnrollmentRequest.objects.select_for_update()
+        EnrollmentRequest.objects.select_for_update(of=("self",))
         .select_related("project__domain", "user")
         .get(pk=request.pk)
     )

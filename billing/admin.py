@@ -876,6 +876,40 @@ class AllocationRequestAdmin(LedgerAdmin):
         "decided_by",
     )
     date_hierarchy = "created_at"
+    actions = ("approve", "reject")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        if not roles_of(request.user).platform:
+            return {}
+        return super().get_actions(request)
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet, approve: bool) -> None:
+        from billing.requests import allocation_request_decide
+
+        done = 0
+        for pending in queryset.filter(status=RequestStatus.PENDING):
+            try:
+                allocation_request_decide(actor=request.user, request=pending, approve=approve)
+            except (ServiceError, PermissionDenied) as exc:
+                detail = getattr(exc, "detail", None) or str(exc)
+                self.message_user(request, f"{pending}: {detail}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            text = (
+                gettext("%(n)d request(s) approved.")
+                if approve
+                else gettext("%(n)d request(s) denied.")
+            )
+            self.message_user(request, text % {"n": done}, messages.SUCCESS)
+
+    @admin.action(description=_("Approve the selected requests (apply the allocations)"))
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description=_("Deny the selected requests"))
+    def reject(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._decide(request, queryset, approve=False)
 
 
 # -- Recharge requests --------------------------------------------------------------------------

@@ -27,8 +27,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing import enforcement, selectors, services
+from billing import requests as allocation_requests
 from billing.models import (
     Allocation,
+    AllocationRequest,
     Entry,
     Level,
     Notification,
@@ -42,6 +44,10 @@ from billing.serializers import (
     AllocationFilterSerializer,
     AllocationQuerySerializer,
     AllocationQuoteSerializer,
+    AllocationRequestCreateSerializer,
+    AllocationRequestDecideSerializer,
+    AllocationRequestFilterSerializer,
+    AllocationRequestSerializer,
     AllocationSerializer,
     AllocationSetSerializer,
     MemberUnlockSerializer,
@@ -593,3 +599,95 @@ class MemberUnlockView(JsonApiMixin, generics.GenericAPIView):
             tenancy_selectors.memberships_visible_to(request.user)
         ).get(pk=membership.pk)
         return Response(MembershipSerializer(membership).data)
+
+
+# -- Allocation requests (SPEC Allocations 6) -------------------------------------------------
+
+
+@extend_schema(tags=["allocations"])
+class AllocationRequestViewSet(JsonApiMixin, viewsets.GenericViewSet):
+    """Requests for a larger project allocation (to the domain's admins) or a larger member
+    limit (to the project's staff): justified, approved or denied, recorded."""
+
+    queryset = AllocationRequest.objects.none()
+    serializer_class = AllocationRequestSerializer
+
+    def get_queryset(self):
+        return allocation_requests.allocation_requests_visible_to(self.request.user)
+
+    @extend_schema(
+        summary="List the allocation requests you can see, newest first",
+        description=gettext_lazy(
+            "Your own requests, the project requests you may decide (domain admins) and the "
+            "member requests of the projects you manage; platform staff see all."
+        ),
+        parameters=[AllocationRequestFilterSerializer],
+        responses=AllocationRequestSerializer,
+    )
+    def list(self, request: Request) -> Response:
+        filters = validated_query(AllocationRequestFilterSerializer, request)
+        queryset = self.get_queryset()
+        for name in ("status", "level"):
+            if name in filters:
+                queryset = queryset.filter(**{name: filters[name]})
+        if "project" in filters:
+            queryset = queryset.filter(project_id=filters["project"])
+        return self.paginated(queryset.order_by("-created_at", "-id"), AllocationRequestSerializer)
+
+    @extend_schema(summary="Show an allocation request", responses=AllocationRequestSerializer)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(AllocationRequestSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Ask for a larger allocation (project admins) or a larger own limit (members)",
+        description=gettext_lazy(
+            "Name exactly one of `project` (a project admin asks the domain's admins) or "
+            "`membership` (your own: a member asks the project's staff; may carry a budget). "
+            "A justification is required; one pending request per target at a time (409)."
+        ),
+        request=AllocationRequestCreateSerializer,
+        responses={201: AllocationRequestSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = validated_body(AllocationRequestCreateSerializer, request)
+        created = allocation_requests.allocation_request_create(
+            actor=request.user,
+            project=data.get("project"),
+            membership=data.get("membership"),
+            vcpus=data["vcpus"],
+            ram_gib=data["ram_gib"],
+            disk_gib=data["disk_gib"],
+            budget=data.get("budget"),
+            justification=data["justification"],
+        )
+        return Response(AllocationRequestSerializer(created).data, status=status.HTTP_201_CREATED)
+
+    def _decide(self, request: Request, approve: bool) -> Response:
+        data = validated_body(AllocationRequestDecideSerializer, request)
+        decided = allocation_requests.allocation_request_decide(
+            actor=request.user, request=self.get_object(), approve=approve, note=data["note"]
+        )
+        return Response(AllocationRequestSerializer(decided).data)
+
+    @extend_schema(
+        summary="Approve an allocation request: the allocation is applied, every bound checked",
+        description=gettext_lazy(
+            "Project requests: the domain's admins; member requests: the project's admins and "
+            "assistants. Nobody decides their own request. A bound that would be broken answers "
+            "409 with the numbers and the request stays pending."
+        ),
+        request=AllocationRequestDecideSerializer,
+        responses=AllocationRequestSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def approve(self, request: Request, pk: str) -> Response:
+        return self._decide(request, approve=True)
+
+    @extend_schema(
+        summary="Deny an allocation request",
+        request=AllocationRequestDecideSerializer,
+        responses=AllocationRequestSerializer,
+    )
+    @action(detail=True, methods=["post"])
+    def reject(self, request: Request, pk: str) -> Response:
+        return self._decide(request, approve=False)

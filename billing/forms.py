@@ -169,3 +169,24 @@ class AllocationAdminForm(forms.Form):
 
     def quantities(self) -> dict[str, int]:
         return {k: self.cleaned_data[k] for k in ("vcpus", "ram_gib", "disk_gib")}
+
+
+class AllocationRequestForm(AllocationForm):
+    """Ask for a larger allocation (project) or limit (member: optionally a budget too)."""
+
+    justification = forms.CharField(
+        label=_("Justification"), max_length=5000, widget=forms.Textarea(attrs={"rows": 3})
+    )
+
+    def __init__(self, *args: Any, memberships: QuerySet | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if memberships is not None:
+            self.fields["membership"] = forms.ModelChoiceField(
+                label=_("Project"), queryset=memberships, empty_label=None
+            )
+            self.fields["budget"] = AmountField(label=_("Budget (CNY, optional)"), required=False)
+            self.order_fields(["membership", "vcpus", "ram_gib", "disk_gib", "budget"])
+
+    def budget_value(self) -> str | None:
+        value = (self.cleaned_data.get("budget") or "").strip()
+        return value or None

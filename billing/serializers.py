@@ -19,6 +19,7 @@ from billing.models import (
     MONEY,
     RATE,
     Allocation,
+    AllocationRequest,
     Entry,
     Notification,
     PriceVersion,
@@ -427,3 +428,85 @@ class MemberUnlockSerializer(serializers.Serializer):
         default=None,
         help_text=_("A new budget for the member (raising it re-arms the alerts)."),
     )
+
+
+# -- Allocation requests (SPEC Allocations 6) -------------------------------------------------
+
+
+class AllocationRequestSerializer(serializers.ModelSerializer):
+    budget = money_output(allow_null=True, help_text=_("Member requests only: the budget (CNY)."))
+    membership = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    decided_by = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
+    decided_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = AllocationRequest
+        fields = [
+            "id",
+            "level",
+            "domain",
+            "project",
+            "membership",
+            "vcpus",
+            "ram_gib",
+            "disk_gib",
+            "budget",
+            "justification",
+            "status",
+            "requested_by",
+            "created_at",
+            "decided_by",
+            "decided_at",
+            "decision_note",
+        ]
+        read_only_fields = fields
+
+
+class AllocationRequestCreateSerializer(serializers.Serializer):
+    project = VisiblePrimaryKeyRelatedField(
+        selector=tenancy_selectors.projects_visible_to,
+        queryset=Project.objects.none(),
+        required=False,
+        allow_null=True,
+        help_text=_("Ask the domain's admins for a larger allocation of this project."),
+    )
+    membership = VisiblePrimaryKeyRelatedField(
+        selector=tenancy_selectors.memberships_visible_to,
+        queryset=Membership.objects.none(),
+        required=False,
+        allow_null=True,
+        help_text=_("Ask the project's staff for a larger limit of this (your own) membership."),
+    )
+    vcpus = quantity_field(_("vCPUs"))
+    ram_gib = quantity_field(_("RAM (GiB)"))
+    disk_gib = quantity_field(_("Disk (GiB)"))
+    budget = MoneyInputField(
+        required=False,
+        allow_null=True,
+        help_text=_("Member requests only: the budget asked for (CNY, decimal string)."),
+    )
+    justification = StrictCharField(max_length=5000, help_text=_("Why more is needed."))
+
+
+class AllocationRequestDecideSerializer(serializers.Serializer):
+    note = StrictCharField(
+        max_length=5000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=_("A note for the requester."),
+    )
+
+
+class AllocationRequestFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=RechargeRequest._meta.get_field("status").choices,
+        required=False,
+        help_text=_("Only requests in this state."),
+    )
+    level = serializers.ChoiceField(
+        choices=[("project", "project"), ("member", "member")],
+        required=False,
+        help_text=_("Only project or only member requests."),
+    )
+    project = id_field(help_text=_("Only requests about this project."))

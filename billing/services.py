@@ -232,7 +232,9 @@ def recharge_request_decide(
     *, actor: Any, request: RechargeRequest, approve: bool
 ) -> RechargeRequest:
     request = (
-        RechargeRequest.objects.select_for_update().select_related("wallet").get(pk=request.pk)
+        RechargeRequest.objects.select_for_update(of=("self",))
+        .select_related("wallet")
+        .get(pk=request.pk)
     )
     require(actor, Action.WALLET_RECHARGE, request.wallet)
     if request.status != RequestStatus.PENDING:

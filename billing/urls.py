@@ -46,4 +46,19 @@ urlpatterns = [
     path("memberships/<int:pk>/limit/", views.member_limit, name="billing_member_limit"),
     path("memberships/<int:pk>/unlock/", views.member_unlock, name="billing_member_unlock"),
     path("usage/", views.my_usage, name="my_usage"),
+    path(
+        "projects/<int:pk>/billing/request/",
+        views.project_allocation_request,
+        name="billing_project_allocation_request",
+    ),
+    path(
+        "usage/request/",
+        views.member_allocation_request,
+        name="billing_member_allocation_request",
+    ),
+    path(
+        "allocation-requests/<int:pk>/decide/",
+        views.allocation_request_decide,
+        name="billing_allocation_request_decide",
+    ),
 ]

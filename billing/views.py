@@ -16,13 +16,16 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from billing import enforcement, services
+from billing import requests as allocation_requests
 from billing.forms import (
     AllocationForm,
+    AllocationRequestForm,
     BillingAdminForm,
     CreditForm,
     MemberLimitForm,
@@ -33,6 +36,7 @@ from billing.forms import (
 )
 from billing.models import (
     Allocation,
+    AllocationRequest,
     Entry,
     Level,
     ProjectDefaults,
@@ -192,6 +196,7 @@ def _domain_page(request: HttpRequest, domain: Domain, forms: dict[str, Any]) ->
         "quote_url": "portal:billing_domain_quote",
         "allocation_url": "portal:billing_domain_allocation",
         "tenant_pk": domain.pk,
+        **_decidable_requests(request, Level.PROJECT, domain_id=domain.pk),
     }
     return render(request, "billing/domain_billing.html", context)
 
@@ -231,6 +236,7 @@ def _project_page(request: HttpRequest, project: Project, forms: dict[str, Any])
         "quote_url": "portal:billing_project_quote",
         "allocation_url": "portal:billing_project_allocation",
         "tenant_pk": project.pk,
+        **_project_request_context(request, project, forms),
         "may_limits": may_limits,
         "member_rows": _member_rows(request, project, may_limits, forms),
         "defaults": defaults,
@@ -704,4 +710,138 @@ def my_usage(request: HttpRequest) -> HttpResponse:
     rows = member_usage(request.user)
     if is_htmx(request):
         return render(request, "billing/partials/usage_cards.html", {"usage_rows": rows})
-    return render(request, "billing/my_usage.html", {"usage_rows": rows})
+    context = {"usage_rows": rows, **_member_request_context(request, None)}
+    return render(request, "billing/my_usage.html", context)
+
+
+# -- Allocation requests (SPEC Allocations 6) -------------------------------------------------
+
+
+def _pending_requests() -> QuerySet[AllocationRequest]:
+    return AllocationRequest.objects.filter(status=RequestStatus.PENDING).select_related(
+        "project", "membership__user", "requested_by"
+    )
+
+
+def _decidable_requests(request: HttpRequest, level: str, **filters: Any) -> dict[str, Any]:
+    """Pending requests of `level` the user may approve or deny (not their own)."""
+    pending = _pending_requests().filter(level=level, **filters).order_by("created_at", "id")
+    decidable = [r for r in pending if allocation_requests.may_decide(request.user, r)]
+    return {"alloc_requests_to_decide": decidable}
+
+
+def _project_request_context(
+    request: HttpRequest, project: Project, forms: dict[str, Any]
+) -> dict[str, Any]:
+    context = _decidable_requests(request, Level.MEMBER, project=project)
+    if can(request.user, Action.REQUEST_ALLOCATION, project):
+        context |= {
+            "alloc_request_form": forms.get("alloc_request_form")
+            or AllocationRequestForm(prefix="ask"),
+            "alloc_request_title": _("Request a larger allocation"),
+            "alloc_request_url": reverse(
+                "portal:billing_project_allocation_request", args=[project.pk]
+            ),
+            "alloc_request_pending": _pending_requests()
+            .filter(level=Level.PROJECT, project=project)
+            .first(),
+        }
+    return context
+
+
+def _own_memberships(user: Any) -> QuerySet[Membership]:
+    return (
+        Membership.objects.active()
+        .filter(user=user)
+        .select_related("project")
+        .order_by("project__name")
+    )
+
+
+def _member_request_context(
+    request: HttpRequest, form: AllocationRequestForm | None
+) -> dict[str, Any]:
+    memberships = _own_memberships(request.user)
+    if not memberships.exists():
+        return {}
+    mine = AllocationRequest.objects.filter(
+        level=Level.MEMBER, requested_by=request.user
+    ).select_related("project")
+    return {
+        "alloc_request_form": form or AllocationRequestForm(prefix="ask", memberships=memberships),
+        "alloc_request_title": _("Request a larger limit"),
+        "alloc_request_url": reverse("portal:billing_member_allocation_request"),
+        "my_alloc_requests": list(mine.order_by("-created_at", "-id")[:10]),
+    }
+
+
+@login_required
+@require_POST
+def project_allocation_request(request: HttpRequest, pk: int) -> HttpResponse:
+    project = visible_project(request, pk)
+    require(request.user, Action.REQUEST_ALLOCATION, project)
+    form = AllocationRequestForm(request.POST, prefix="ask")
+    if form.is_valid():
+        try:
+            allocation_requests.allocation_request_create(
+                actor=request.user,
+                project=project,
+                justification=form.cleaned_data["justification"],
+                **form.quantities(),
+            )
+        except ServiceError as exc:
+            apply_service_error(form, exc)
+        else:
+            messages.success(request, _("Your request was sent to the domain's admins."))
+            return redirect("portal:project_billing", project.pk)
+    return _project_page(request, project, {"alloc_request_form": form})
+
+
+@login_required
+@require_POST
+def member_allocation_request(request: HttpRequest) -> HttpResponse:
+    form = AllocationRequestForm(
+        request.POST, prefix="ask", memberships=_own_memberships(request.user)
+    )
+    if form.is_valid():
+        try:
+            allocation_requests.allocation_request_create(
+                actor=request.user,
+                membership=form.cleaned_data["membership"],
+                budget=form.budget_value(),
+                justification=form.cleaned_data["justification"],
+                **form.quantities(),
+            )
+        except (ServiceError, PermissionDenied) as exc:
+            _refused(form, exc)
+        else:
+            messages.success(request, _("Your request was sent to the project's staff."))
+            return redirect("portal:my_usage")
+    context = {"usage_rows": member_usage(request.user), **_member_request_context(request, form)}
+    return render(request, "billing/my_usage.html", context)
+
+
+@login_required
+@require_POST
+def allocation_request_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    pending = get_object_or_404(
+        allocation_requests.allocation_requests_visible_to(request.user), pk=pk
+    )
+    approve = request.POST.get("decision") == "approve"
+    try:
+        allocation_requests.allocation_request_decide(
+            actor=request.user,
+            request=pending,
+            approve=approve,
+            note=(request.POST.get("note") or "")[:5000],
+        )
+    except ServiceError as exc:
+        messages.error(request, error_message(exc))
+    else:
+        if approve:
+            messages.success(request, _("The request was approved and the allocation applied."))
+        else:
+            messages.success(request, _("The request was denied."))
+    if pending.level == Level.PROJECT:
+        return redirect("portal:domain_billing", pending.domain_id)
+    return redirect("portal:project_billing", pending.project_id)

@@ -333,7 +333,13 @@ def _ensure_other_domain_admin(grant: DomainRole) -> None:
 @transaction.atomic(durable=True)
 def domain_role_remove(*, actor: Any, grant: DomainRole) -> None:
     require(actor, Action.DOMAIN_ROLE_REMOVE, grant)
-    grant = DomainRole.objects.select_for_update().select_related("domain", "user").get(pk=grant.pk)
+    # Lock order: the domain row, then only the grant itself (not the joined user/domain rows).
+    Domain.objects.select_for_update().filter(pk=grant.domain_id).first()
+    grant = (
+        DomainRole.objects.select_for_update(of=("self",))
+        .select_related("domain", "user")
+        .get(pk=grant.pk)
+    )
     if grant.role == "admin":
         _ensure_other_domain_admin(grant)
     audit_record(
@@ -405,6 +411,18 @@ def _membership_add(
     return membership
 
 
+def _lock_membership(membership: Membership) -> Membership:
+    """Lock in the one order (project, then membership) and only our own rows: two concurrent
+    changes in a project queue on the project row instead of deadlocking on joined rows."""
+    project_id = Membership.objects.values_list("project_id", flat=True).get(pk=membership.pk)
+    Project.objects.select_for_update().filter(pk=project_id).first()
+    return (
+        Membership.objects.select_for_update(of=("self",))
+        .select_related("project__domain", "user")
+        .get(pk=membership.pk)
+    )
+
+
 def _ensure_other_project_admin(membership: Membership) -> None:
     Project.objects.select_for_update().filter(pk=membership.project_id).first()
     others = Membership.objects.active().filter(project_id=membership.project_id, role="admin")
@@ -425,11 +443,7 @@ def membership_update(
             code="invalid_role",
             fields={"role": [_("Choose member, assistant or admin.")]},
         )
-    membership = (
-        Membership.objects.select_for_update()
-        .select_related("project__domain", "user")
-        .get(pk=membership.pk)
-    )
+    membership = _lock_membership(membership)
     require(actor, Action.MEMBERSHIP_CHANGE, membership)
     require(actor, membership_role_action(role), membership.project)
     _check_expiry(role, expires_at)
@@ -456,11 +470,7 @@ def membership_update(
 
 @transaction.atomic(durable=True)
 def membership_remove(*, actor: Any, membership: Membership) -> None:
-    membership = (
-        Membership.objects.select_for_update()
-        .select_related("project__domain", "user")
-        .get(pk=membership.pk)
-    )
+    membership = _lock_membership(membership)
     require(actor, Action.MEMBERSHIP_REMOVE, membership)
     if membership.role == "admin":
         _ensure_other_project_admin(membership)
@@ -484,7 +494,7 @@ def grants_expire(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     count = 0
     for grant in (
-        DomainRole.objects.select_for_update()
+        DomainRole.objects.select_for_update(of=("self",))
         .select_related("domain", "user")
         .filter(expires_at__lte=now)
     ):
@@ -498,7 +508,7 @@ def grants_expire(*, now: datetime | None = None) -> int:
         grant.delete()
         count += 1
     for membership in (
-        Membership.objects.select_for_update()
+        Membership.objects.select_for_update(of=("self",))
         .select_related("project__domain", "user")
         .filter(expires_at__lte=now)
     ):

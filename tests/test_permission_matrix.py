@@ -683,6 +683,115 @@ CASES += [
 ]
 
 
+# -- allocation requests (SPEC Allocations 6) --
+
+
+def _allocation_request(w: World, level: str) -> Any:
+    """A pending request: the project admin asks for 5/5/5, or the member for 2/2/2."""
+    from billing.requests import allocation_request_create
+    from billing.services import allocation_set, target_of
+
+    _billing_ready(w)
+    allocation_set(
+        actor=w.platform, target=target_of(domain=w.domain), vcpus=10, ram_gib=10, disk_gib=10
+    )
+    if level == "project":
+        return allocation_request_create(
+            actor=w.project_admin,
+            project=w.project,
+            vcpus=5,
+            ram_gib=5,
+            disk_gib=5,
+            justification="a new lab",
+        )
+    return allocation_request_create(
+        actor=w.member,
+        membership=Membership.objects.get(user=w.member, project=w.project),
+        vcpus=2,
+        ram_gib=2,
+        disk_gib=2,
+        justification="a bigger VM",
+    )
+
+
+def allocation_request_url(level: str, suffix: str = "") -> Callable[[World], str]:
+    def build(w: World) -> str:
+        return f"{API}/allocation-requests/{_allocation_request(w, level).pk}/{suffix}"
+
+    return build
+
+
+def allocation_request_payload(target: str) -> Callable[[World], dict[str, Any]]:
+    def build(w: World) -> dict[str, Any]:
+        key = "project" if target == "project" else "membership"
+        pk = (
+            w.project.pk
+            if target == "project"
+            else Membership.objects.get(user=w.member, project=w.project).pk
+        )
+        return {key: pk, "vcpus": 1, "ram_gib": 1, "disk_gib": 1, "justification": "more"}
+
+    return build
+
+
+CASES += [
+    Case(
+        "list allocation requests",
+        "GET",
+        lambda w: f"{API}/allocation-requests/",
+        expect(200),
+    ),
+    Case(
+        "request larger project allocation",
+        "POST",
+        lambda w: f"{API}/allocation-requests/",
+        expect(403, platform=201, project_admin=201, other_admin=400),
+        allocation_request_payload("project"),
+    ),
+    Case(
+        "request larger member limit",
+        "POST",
+        lambda w: f"{API}/allocation-requests/",
+        expect(403, member=201, other_admin=400),
+        allocation_request_payload("membership"),
+    ),
+    Case(
+        "show project allocation request",
+        "GET",
+        allocation_request_url("project"),
+        expect(404, platform=200, domain_admin=200, project_admin=200),
+    ),
+    Case(
+        "approve project allocation request",
+        "POST",
+        allocation_request_url("project", "approve/"),
+        expect(404, platform=200, domain_admin=200, project_admin=403),
+        lambda w: {"note": "ok"},
+    ),
+    Case(
+        "reject project allocation request",
+        "POST",
+        allocation_request_url("project", "reject/"),
+        expect(404, platform=200, domain_admin=200, project_admin=403),
+        lambda w: {},
+    ),
+    Case(
+        "approve member limit request",
+        "POST",
+        allocation_request_url("member", "approve/"),
+        expect(200, member=403, other_admin=404),
+        lambda w: {},
+    ),
+    Case(
+        "reject member limit request",
+        "POST",
+        allocation_request_url("member", "reject/"),
+        expect(200, member=403, other_admin=404),
+        lambda w: {"note": "no"},
+    ),
+]
+
+
 def client_for(user: Any) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:

@@ -25,6 +25,9 @@ router.register("wallets", billing_api.WalletViewSet, basename="wallet")
 router.register(
     "recharge-requests", billing_api.RechargeRequestViewSet, basename="recharge-request"
 )
+router.register(
+    "allocation-requests", billing_api.AllocationRequestViewSet, basename="allocation-request"
+)
 router.register("transactions", billing_api.TransactionViewSet, basename="transaction")
 router.register("prices", billing_api.PriceViewSet, basename="price")
 router.register("notifications", billing_api.NotificationViewSet, basename="notification")

@@ -194,6 +194,7 @@ SPECTACULAR_SETTINGS = {
         "TenantStatusEnum": "tenancy.models.TenantStatus",
         "ProjectRoleEnum": "tenancy.models.ProjectRole",
         "DomainRoleEnum": "tenancy.models.DomainRoleKind",
+        "RequestStatusEnum": "billing.models.RequestStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
