@@ -851,8 +851,34 @@ class AllocationAdmin(LedgerAdmin):
         return TemplateResponse(request, FORM_TEMPLATE, context)
 
 
+class DecideRequestsMixin:
+    """Approve/reject actions for pending requests: one service call per request, each refusal
+    reported on its own, the rest decided."""
+
+    def decide_one(self, request: HttpRequest, pending: Any, approve: bool) -> None:
+        raise NotImplementedError
+
+    def decided_message(self, approve: bool) -> str:
+        raise NotImplementedError
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet, approve: bool) -> None:
+        done = 0
+        for pending in queryset.filter(status=RequestStatus.PENDING):
+            try:
+                self.decide_one(request, pending, approve)
+            except (ServiceError, PermissionDenied) as exc:
+                detail = getattr(exc, "detail", None) or str(exc)
+                self.message_user(request, f"{pending}: {detail}", messages.ERROR)  # type: ignore[attr-defined]
+            else:
+                done += 1
+        if done:
+            self.message_user(  # type: ignore[attr-defined]
+                request, self.decided_message(approve) % {"n": done}, messages.SUCCESS
+            )
+
+
 @admin.register(AllocationRequest)
-class AllocationRequestAdmin(LedgerAdmin):
+class AllocationRequestAdmin(DecideRequestsMixin, LedgerAdmin):
     list_display = (
         "created_at",
         "level",
@@ -883,25 +909,15 @@ class AllocationRequestAdmin(LedgerAdmin):
             return {}
         return super().get_actions(request)
 
-    def _decide(self, request: HttpRequest, queryset: QuerySet, approve: bool) -> None:
+    def decide_one(self, request: HttpRequest, pending: Any, approve: bool) -> None:
         from billing.requests import allocation_request_decide
 
-        done = 0
-        for pending in queryset.filter(status=RequestStatus.PENDING):
-            try:
-                allocation_request_decide(actor=request.user, request=pending, approve=approve)
-            except (ServiceError, PermissionDenied) as exc:
-                detail = getattr(exc, "detail", None) or str(exc)
-                self.message_user(request, f"{pending}: {detail}", messages.ERROR)
-            else:
-                done += 1
-        if done:
-            text = (
-                gettext("%(n)d request(s) approved.")
-                if approve
-                else gettext("%(n)d request(s) denied.")
-            )
-            self.message_user(request, text % {"n": done}, messages.SUCCESS)
+        allocation_request_decide(actor=request.user, request=pending, approve=approve)
+
+    def decided_message(self, approve: bool) -> str:
+        if approve:
+            return gettext("%(n)d request(s) approved.")
+        return gettext("%(n)d request(s) denied.")
 
     @admin.action(description=_("Approve the selected requests (apply the allocations)"))
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -916,7 +932,7 @@ class AllocationRequestAdmin(LedgerAdmin):
 
 
 @admin.register(RechargeRequest)
-class RechargeRequestAdmin(LedgerAdmin):
+class RechargeRequestAdmin(DecideRequestsMixin, LedgerAdmin):
     """Requests by tenant admins; the receiving side approves (credits) or rejects them."""
 
     list_display = (
@@ -953,25 +969,13 @@ class RechargeRequestAdmin(LedgerAdmin):
             return {}
         return super().get_actions(request)
 
-    def _decide(self, request: HttpRequest, queryset: QuerySet, approve: bool) -> None:
-        done = 0
-        for pending in queryset.filter(status=RequestStatus.PENDING):
-            try:
-                services.recharge_request_decide(
-                    actor=request.user, request=pending, approve=approve
-                )
-            except (ServiceError, PermissionDenied) as exc:
-                detail = getattr(exc, "detail", None) or str(exc)
-                self.message_user(request, f"{pending}: {detail}", messages.ERROR)
-            else:
-                done += 1
-        if done:
-            text = (
-                gettext("%(n)d request(s) approved.")
-                if approve
-                else gettext("%(n)d request(s) rejected.")
-            )
-            self.message_user(request, text % {"n": done}, messages.SUCCESS)
+    def decide_one(self, request: HttpRequest, pending: Any, approve: bool) -> None:
+        services.recharge_request_decide(actor=request.user, request=pending, approve=approve)
+
+    def decided_message(self, approve: bool) -> str:
+        if approve:
+            return gettext("%(n)d request(s) approved.")
+        return gettext("%(n)d request(s) rejected.")
 
     @admin.action(description=_("Approve the selected requests (credit the wallets)"))
     def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
