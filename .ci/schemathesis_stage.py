@@ -98,6 +98,9 @@ def main() -> int:
     tokens = json.loads(next(line for line in out.splitlines() if line.startswith("TOKENS="))[7:])
 
     port = free_port()
+    # The server's request log (thousands of 4xx warnings) goes to a file, not the CI log.
+    (ROOT / "test-artifacts").mkdir(exist_ok=True)
+    server_log = (ROOT / "test-artifacts" / "schemathesis-server.log").open("w")
     server = subprocess.Popen(  # noqa: S603
         [
             str(VENV / "gunicorn"),
@@ -116,6 +119,8 @@ def main() -> int:
         ],
         cwd=ROOT,
         env=env,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -153,12 +158,22 @@ def main() -> int:
                 failures.append(role)
         if failures:
             print(f"\nschemathesis found problems as: {', '.join(failures)}")
+            server_log.flush()
+            errors = [
+                line
+                for line in (ROOT / "test-artifacts" / "schemathesis-server.log")
+                .read_text(errors="replace")
+                .splitlines()
+                if "ERROR" in line or "Traceback" in line
+            ]
+            print("server errors (first 40 lines):", *errors[:40], sep="\n")
             return 1
         print("\nschemathesis: no server errors or schema violations for any role")
         return 0
     finally:
         server.terminate()
         server.wait(timeout=30)
+        server_log.close()
 
 
 if __name__ == "__main__":
