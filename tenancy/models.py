@@ -63,6 +63,20 @@ class Project(models.Model):
         related_name="+",
         verbose_name=_("created by"),
     )
+    # Course end (SPEC Allocations 7): each step remembers the end date it was done for, so
+    # moving the date re-arms the steps that have not yet happened for the new date.
+    end_date = models.DateField(
+        _("course ends"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Members are reminded 7 days before; VMs are stopped on this date and deleted 30 "
+            "days later, then the allocation returns to the domain."
+        ),
+    )
+    course_reminded_for = models.DateField(null=True, blank=True, editable=False)
+    course_stopped_for = models.DateField(null=True, blank=True, editable=False)
+    course_closed_for = models.DateField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["domain__code", "code"]

@@ -76,6 +76,14 @@ class Action(StrEnum):
     TENANT_LOCK = "billing.tenant_lock"  # obj: domain or project — the superior
     TENANT_UNLOCK = "billing.tenant_unlock"  # obj: domain or project — its admins or superior
     MEMBER_UNLOCK = "billing.member_unlock"  # obj: membership — project admins/assistants
+    # Compute
+    SERVER_CREATE = "compute.server_create"  # obj: project — its members (any role)
+    SERVER_VIEW = "compute.server_view"  # obj: server — owner, project/domain staff, finance
+    SERVER_USE = "compute.server_use"  # obj: server — start, reboot, rename, console: the owner
+    SERVER_STOP = "compute.server_stop"  # obj: server — owner, project/domain admins+assistants
+    SERVER_DELETE = "compute.server_delete"  # obj: server — as SERVER_STOP
+    COMPUTE_OVERVIEW = "compute.overview"  # obj: domain or project — its admins and assistants
+    CLOUD_ADMIN = "compute.cloud_admin"  # capacity, catalogue, credentials: platform staff only
 
 
 @dataclass
@@ -272,6 +280,24 @@ def can(actor: Any, action: Action | str, obj: Any = None) -> bool:
             return _domain_level(roles, obj.pk, admin_only=True)
         case Action.MEMBER_UNLOCK:
             return _project_level(roles, obj.project, admin_only=False)
+        case Action.SERVER_CREATE:
+            return obj.pk in roles.projects
+        case Action.SERVER_VIEW:
+            return (
+                obj.owner_id == actor.pk
+                or roles.finance
+                or _project_level(roles, obj.project, admin_only=False)
+            )
+        case Action.SERVER_USE:
+            return obj.owner_id == actor.pk
+        case Action.SERVER_STOP | Action.SERVER_DELETE:
+            return obj.owner_id == actor.pk or _project_level(roles, obj.project, admin_only=False)
+        case Action.COMPUTE_OVERVIEW:
+            if hasattr(obj, "domain_id"):
+                return _project_level(roles, obj, admin_only=False)
+            return _domain_level(roles, obj.pk, admin_only=False)
+        case Action.CLOUD_ADMIN:
+            return False
         case _ if action.value.startswith("billing.wallet"):
             return _wallet_action(roles, action, obj)
     return False

@@ -1,0 +1,1 @@
+"""Cloud backends: `base` defines the interface, `openstack` implements it with openstacksdk."""
