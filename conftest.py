@@ -34,3 +34,48 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+# -- The development cloud (teachcloud/testing/devcloud.py) ------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "needs_devcloud: uses the development cloud's controls (fault injection, changes behind "
+        "the portal's back); skipped only when the suite runs against a real cloud (OS_CLOUD)",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cloud_session():
+    """Every test gets a working compute API: a devcloud for the whole session (or OS_CLOUD)."""
+    from teachcloud.testing.devcloud import start_session
+
+    session = start_session()
+    yield session
+    session.close()
+
+
+@pytest.fixture(autouse=True)
+def _cloud_fresh(request, _cloud_session):
+    """Each test starts on a fresh development cloud (catalogue and admin only, no faults)."""
+    if _cloud_session.handle is None:
+        if request.node.get_closest_marker("needs_devcloud"):
+            pytest.skip("needs the development cloud (running against a real cloud)")
+        yield
+        return
+    _cloud_session.handle.reset()
+    yield
+
+
+@pytest.fixture
+def devcloud(_cloud_session):
+    """The development cloud's controls: reset(), fail(method, path_regex, status=500|"timeout",
+    delay=…, times=N, apply=…), clear_faults(), servers(), create_server_behind_back(…),
+    delete_server_behind_back(id), set_status(id, "SHUTOFF"), requests(…), expire_tokens().
+    Reset again after the test."""
+    if _cloud_session.handle is None:
+        pytest.skip("needs the development cloud (running against a real cloud)")
+    yield _cloud_session.handle
+    _cloud_session.handle.reset()

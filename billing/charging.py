@@ -743,8 +743,23 @@ def billing_run(*, until: datetime, engine: str | None = None) -> dict[str, Any]
         "fee_amount": str(q4(fee_total)),
     }
     summary["enforcement"] = enforcement.enforce(now=until)
+    summary["course_end"] = _course_end(until)
     logger.info("billing run: %s", summary)
     return summary
+
+
+def _course_end(now: datetime) -> dict[str, Any]:
+    """Course end (SPEC Allocations 7, compute.course), then have compute carry out the
+    requests recorded by enforcement and course end — enqueued after commit, so billing itself
+    makes no network call."""
+    from compute.course import course_end_run
+    from compute.enforcement import requests_waiting
+    from compute.tasks_jobs import compute_requests_process
+
+    result = course_end_run(now=now)
+    if requests_waiting():
+        transaction.on_commit(compute_requests_process.delay)
+    return result
 
 
 # -- Proof ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ tenancy.permissions, validates, writes with its audit event in one transaction.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -692,7 +693,25 @@ def _allocation_set(
         before={r: getattr(current, r) for r in RESOURCES} if current else None,
         after={**new, "budget": str(money) if money is not None else None},
     )
+    if target.level == Level.PROJECT and target.project is not None:
+        _quota_sync_on_commit(target.project.pk)
     return allocation
+
+
+def _quota_sync_on_commit(project_id: int) -> None:
+    """After commit, mirror the project's allocation into its Keystone quota (compute task)."""
+
+    def send() -> None:
+        from kombu.exceptions import OperationalError
+
+        from compute.tasks import quota_sync
+
+        try:
+            quota_sync.delay(project_id)
+        except OperationalError:  # the broker is down: the next build puts the quota in step
+            logging.getLogger(__name__).exception("could not send quota_sync(%s)", project_id)
+
+    transaction.on_commit(send)
 
 
 @transaction.atomic(durable=True)

@@ -11,6 +11,7 @@ app = Celery("teachcloud")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.autodiscover_tasks(["billing"], related_name="tasks_notify")
+app.autodiscover_tasks(["compute"], related_name="tasks_jobs")
 
 # Beat schedule (synchronised into django-celery-beat's tables by the DatabaseScheduler).
 app.conf.beat_schedule = {
@@ -38,5 +39,18 @@ app.conf.beat_schedule = {
     "billing-daily": {
         "task": "billing.tasks.run_billing",
         "schedule": crontab(minute=0, hour=3),
+    },
+    # Compute: billing's stop/restart/delete requests, reconciliation, catalogue.
+    "compute-requests": {
+        "task": "compute.tasks_jobs.compute_requests_process",
+        "schedule": 60,
+    },
+    "compute-sync": {
+        "task": "compute.tasks_jobs.compute_sync",
+        "schedule": 5 * 60,
+    },
+    "compute-catalogue": {
+        "task": "compute.tasks_jobs.catalogue_sync",
+        "schedule": crontab(minute=20),
     },
 }

@@ -53,4 +53,6 @@ urlpatterns = [
     ),
     # Billing: wallets, allocations, member limits, usage
     path("", include("billing.urls")),
+    # Compute: VMs, the create form, a domain's overview, project settings (course end)
+    path("", include("compute.urls")),
 ]

@@ -151,7 +151,7 @@ class ProjectViewSet(JsonApiMixin, viewsets.GenericViewSet):
         return Response(ProjectSerializer(self.get_object()).data)
 
     @extend_schema(
-        summary="Change a project's name, code or description",
+        summary="Change a project's name, code, description or course end date",
         request=ProjectUpdateSerializer,
         responses=ProjectSerializer,
     )
@@ -164,6 +164,7 @@ class ProjectViewSet(JsonApiMixin, viewsets.GenericViewSet):
             name=data.get("name"),
             code=data.get("code"),
             description=data.get("description"),
+            end_date=data.get("end_date", services.KEEP),
         )
         return Response(ProjectSerializer(project).data)
 

@@ -106,6 +106,22 @@ class ProjectCreateForm(forms.Form):
     )
 
 
+class ProjectEditForm(ProjectCreateForm):
+    """The project's settings page: name, code, description and the course end date."""
+
+    end_date = forms.DateField(
+        label=_("Course ends"),
+        required=False,
+        widget=DateInput,
+        help_text=_(
+            "Optional. Members are reminded 7 days before; on this date every VM of the "
+            "project is stopped, 30 days later they are deleted and the project's allocation "
+            "returns to the domain. Moving the date before then cancels what has not happened "
+            "yet; empty means the course does not end."
+        ),
+    )
+
+
 class DomainRoleForm(_LookupForm):
     user = UserLookupField()
     role = forms.ChoiceField(

@@ -113,7 +113,7 @@ class DomainUpdateSerializer(serializers.Serializer):
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["id", "domain", "name", "code", "status", "description"]
+        fields = ["id", "domain", "name", "code", "status", "description", "end_date"]
         read_only_fields = fields
 
 
@@ -134,6 +134,15 @@ class ProjectUpdateSerializer(serializers.Serializer):
     name = StrictCharField(max_length=200, required=False)
     code = StrictSlugField(max_length=64, required=False)
     description = StrictCharField(max_length=10000, required=False, allow_blank=True)
+    end_date = serializers.DateField(
+        required=False,
+        allow_null=True,
+        help_text=_(
+            "When the course ends (null: no end). Members are reminded 7 days before, the "
+            "project's VMs are stopped on that date and deleted 30 days later, then its "
+            "allocation returns to the domain. Not in the past."
+        ),
+    )
 
 
 # -- Memberships ------------------------------------------------------------------------------

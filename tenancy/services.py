@@ -6,7 +6,8 @@ transaction, and never does network I/O inside it.
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import date, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -22,6 +23,8 @@ from tenancy.permissions import Action, forget_roles, membership_role_action, re
 DOMAIN_FIELDS = ["name", "code", "status"]
 PROJECT_FIELDS = ["name", "code", "description", "status"]
 GRANT_FIELDS = ["role", "expires_at"]
+#: "Leave this field as it is" for optional arguments where None means "clear".
+KEEP: Any = object()
 
 
 def _check_expiry(role: str, expires_at: datetime | None) -> None:
@@ -115,6 +118,7 @@ def _domain_create(*, actor: Any, name: str, code: str, admin: User | None) -> D
         domain=domain,
         after=snapshot(domain, DOMAIN_FIELDS),
     )
+    _cloud_tenant_ensure_on_commit(domain_id=domain.pk)
     if admin is not None:
         _domain_role_set(actor=actor, domain=domain, user=admin, role="admin", expires_at=None)
     return domain
@@ -216,6 +220,7 @@ def project_create(
         project=project,
         after=snapshot(project, PROJECT_FIELDS),
     )
+    _cloud_tenant_ensure_on_commit(project_id=project.pk)
     if admin is not None:
         _membership_add(actor=actor, project=project, user=admin, role="admin", expires_at=None)
     return project
@@ -229,10 +234,14 @@ def project_update(
     name: str | None = None,
     code: str | None = None,
     description: str | None = None,
+    end_date: date | object | None = KEEP,
 ) -> Project:
+    """Change a project's name, code, description or course end date (`end_date=None`
+    clears it; left out, it is kept). A new end date may not lie in the past (local date)."""
     require(actor, Action.PROJECT_EDIT, project)
     project = Project.objects.select_for_update().get(pk=project.pk)
-    before = snapshot(project, PROJECT_FIELDS)
+    fields = PROJECT_FIELDS if end_date is KEEP else [*PROJECT_FIELDS, "end_date"]
+    before = snapshot(project, fields)
     if name is not None:
         if not name.strip():
             raise ServiceError(
@@ -252,6 +261,14 @@ def project_update(
         project.code = code
     if description is not None:
         project.description = description
+    if end_date is not KEEP and end_date != project.end_date:
+        if isinstance(end_date, date) and end_date < timezone.localdate():
+            raise ServiceError(
+                _("The course end date cannot lie in the past."),
+                code="end_date_in_past",
+                fields={"end_date": [_("Choose today or a later date.")]},
+            )
+        project.end_date = end_date
     project.save()
     audit_record(
         actor=actor,
@@ -259,7 +276,7 @@ def project_update(
         target=project,
         project=project,
         before=before,
-        after=snapshot(project, PROJECT_FIELDS),
+        after=snapshot(project, fields),
     )
     return project
 
@@ -532,6 +549,23 @@ def _billing() -> Any:
     from billing import services
 
     return services
+
+
+def _cloud_tenant_ensure_on_commit(**ids: int) -> None:
+    """After commit, have compute create the tenant's Keystone domain or project (a task: no
+    network call here)."""
+
+    def send() -> None:
+        from kombu.exceptions import OperationalError
+
+        from compute.tasks import cloud_tenant_ensure
+
+        try:
+            cloud_tenant_ensure.delay(**ids)
+        except OperationalError:  # the broker is down: the first build ensures it instead
+            logging.getLogger(__name__).exception("could not send cloud_tenant_ensure%r", ids)
+
+    transaction.on_commit(send)
 
 
 def _real(actor: Any) -> User | None:

@@ -36,9 +36,12 @@ CONFIG_KEYS = (
 
 def _drop_broker_connections(app) -> None:
     """Forget pooled connections to the previous broker (app.close() would also unregister
-    the app, so that shared tasks imported later would never reach it)."""
-    if app._pool is not None:
-        app._pool.force_close_all()
+    the app, so that shared tasks imported later would never reach it). The app's pool is also
+    registered in kombu's global pools, whose producer pool would otherwise outlive it closed
+    ("Acquire on closed pool" in every later eager `.delay()`): reset them too."""
+    from kombu import pools
+
+    pools.reset()
     app._pool = None
     amqp = app.__dict__.get("amqp")
     if amqp is not None:

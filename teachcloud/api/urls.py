@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from accounts.api import AuthTokenView, UserViewSet
 from billing import api as billing_api
+from compute import api as compute_api
 from tenancy.api import DomainRoleViewSet, DomainViewSet, MembershipViewSet, ProjectViewSet
 
 
@@ -31,6 +32,9 @@ router.register(
 router.register("transactions", billing_api.TransactionViewSet, basename="transaction")
 router.register("prices", billing_api.PriceViewSet, basename="price")
 router.register("notifications", billing_api.NotificationViewSet, basename="notification")
+router.register("flavors", compute_api.FlavorViewSet, basename="flavor")
+router.register("images", compute_api.ImageViewSet, basename="image")
+router.register("servers", compute_api.ServerViewSet, basename="server")
 
 urlpatterns = [
     path("auth/token/", AuthTokenView.as_view(), name="auth-token"),
@@ -51,6 +55,9 @@ urlpatterns = [
     re_path(r"^projects/(?P<pk>[^/.]+)/lock/$", billing_api.ProjectLockView.as_view()),
     re_path(r"^projects/(?P<pk>[^/.]+)/unlock/$", billing_api.ProjectUnlockView.as_view()),
     re_path(r"^memberships/(?P<pk>[^/.]+)/unlock/$", billing_api.MemberUnlockView.as_view()),
+    # Compute: overview of a domain's projects, a member's room (compute.api).
+    path("compute/overview/", compute_api.OverviewView.as_view(), name="compute-overview"),
+    path("compute/room/", compute_api.RoomView.as_view(), name="compute-room"),
     # Keep this last: anything else under /api/v1/ (e.g. `users/1.5/`) is a JSON 404 in the
     # API's error shape, not the portal's HTML page.
     re_path(r"^", api_not_found),

@@ -1,5 +1,6 @@
 """Settings shared by every environment. Everything that differs comes from the environment."""
 
+import json
 from pathlib import Path
 
 import environ
@@ -69,6 +70,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "tenancy.context_processors.portal",
+                "compute.context_processors.compute",
             ],
         },
     }
@@ -195,6 +197,9 @@ SPECTACULAR_SETTINGS = {
         "ProjectRoleEnum": "tenancy.models.ProjectRole",
         "DomainRoleEnum": "tenancy.models.DomainRoleKind",
         "RequestStatusEnum": "billing.models.RequestStatus",
+        "ServerStatusEnum": "compute.models.ServerStatus",
+        "ServerTaskEnum": "compute.models.ServerTask",
+        "StopCauseEnum": "compute.models.StopCause",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -231,3 +236,37 @@ LOGGING = {
 
 # Absolute address of the portal, for links in emails.
 TEACHCLOUD_BASE_URL = env("TEACHCLOUD_BASE_URL", default="http://127.0.0.1:8000")
+
+# Compute (OpenStack, compute.cloud): an active CloudCredential (admin) wins; else
+# TEACHCLOUD_CLOUD (a cloud name in clouds.yaml, or openstack.connect() kwargs as JSON); else
+# OS_CLOUD.
+_cloud = env("TEACHCLOUD_CLOUD", default="").strip()
+TEACHCLOUD_CLOUD = (
+    (json.loads(_cloud) if _cloud.startswith("{") else {"cloud": _cloud}) if _cloud else None
+)
+# Label the portal "simulated cloud" (the development cloud in devcloud/).
+TEACHCLOUD_CLOUD_SIMULATED = env.bool("TEACHCLOUD_CLOUD_SIMULATED", default=False)
+TEACHCLOUD_COMPUTE_TIMEOUT = env.float("TEACHCLOUD_COMPUTE_TIMEOUT", default=30.0)  # s per call
+TEACHCLOUD_COMPUTE_RETRIES = env.int("TEACHCLOUD_COMPUTE_RETRIES", default=2)  # idempotent calls
+TEACHCLOUD_COMPUTE_BACKOFF = env.float("TEACHCLOUD_COMPUTE_BACKOFF", default=1.0)  # s, doubling
+# Network of new servers: "auto" (Nova allocates), "none", or comma-separated network ids.
+TEACHCLOUD_COMPUTE_NETWORK = env("TEACHCLOUD_COMPUTE_NETWORK", default="auto")
+# Role the service account takes in each Keystone project it creates (to boot servers there).
+TEACHCLOUD_COMPUTE_PROJECT_ROLE = env("TEACHCLOUD_COMPUTE_PROJECT_ROLE", default="member")
+# Keystone domain name = prefix + TeachCloud domain code; project name = project code.
+TEACHCLOUD_COMPUTE_NAME_PREFIX = env("TEACHCLOUD_COMPUTE_NAME_PREFIX", default="tc-")
+# Fernet key for stored cloud passwords (compute.secrets); empty: derived from SECRET_KEY.
+TEACHCLOUD_CREDENTIALS_KEY = env("TEACHCLOUD_CREDENTIALS_KEY", default="")
+# How long a build/action task waits for the cloud before the sync takes over, when a running
+# task counts as lost, and how often the task polls (seconds).
+TEACHCLOUD_COMPUTE_BUILD_WAIT = env.float("TEACHCLOUD_COMPUTE_BUILD_WAIT", default=120.0)
+TEACHCLOUD_COMPUTE_ACTION_WAIT = env.float("TEACHCLOUD_COMPUTE_ACTION_WAIT", default=60.0)
+TEACHCLOUD_COMPUTE_TASK_STALE = env.float("TEACHCLOUD_COMPUTE_TASK_STALE", default=600.0)
+TEACHCLOUD_COMPUTE_POLL_INTERVAL = env.float("TEACHCLOUD_COMPUTE_POLL_INTERVAL", default=0.5)
+# The compute sync (compute.sync): what to do with servers in our cloud projects the portal does
+# not know ("report", "adopt" when their metadata names a member, "delete"), and after how many
+# minutes a build that never reached the cloud is given up (error, reservation released).
+TEACHCLOUD_COMPUTE_ORPHANS = env("TEACHCLOUD_COMPUTE_ORPHANS", default="report")
+TEACHCLOUD_COMPUTE_STUCK_BUILD_MINUTES = env.int(
+    "TEACHCLOUD_COMPUTE_STUCK_BUILD_MINUTES", default=15
+)

@@ -28,3 +28,23 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# The development cloud that bin/demo starts (python -m devcloud on DEVCLOUD_PORT), unless
+# TEACHCLOUD_CLOUD or OS_CLOUD names another cloud.
+if not TEACHCLOUD_CLOUD and not env("OS_CLOUD", default=""):  # noqa: F405
+    TEACHCLOUD_CLOUD = {
+        "auth_type": "password",
+        "auth": {
+            "auth_url": f"http://127.0.0.1:{env.int('DEVCLOUD_PORT', default=8775)}/identity/v3",
+            "username": "admin",
+            "password": env("DEVCLOUD_PASSWORD", default="devcloud"),
+            "project_name": "admin",
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+        },
+        "region_name": "RegionOne",
+        "identity_api_version": "3",
+    }
+    TEACHCLOUD_CLOUD_SIMULATED = env.bool("TEACHCLOUD_CLOUD_SIMULATED", default=True)
+    # The demo should answer quickly when the development cloud is not running.
+    TEACHCLOUD_COMPUTE_TIMEOUT = env.float("TEACHCLOUD_COMPUTE_TIMEOUT", default=10.0)

@@ -31,3 +31,11 @@ ALLOWED_HOSTS = ["*"]
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise.")]  # noqa: F405
 # Tests read English messages; the zh-Hans default of base.py is tested on its own (test_i18n).
 LANGUAGE_CODE = "en"
+# Compute: the root conftest starts the development cloud and points TEACHCLOUD_CLOUD at it (also
+# through the environment, for child processes). Cloud calls fail fast in tests.
+TEACHCLOUD_COMPUTE_TIMEOUT = env.float("TEACHCLOUD_COMPUTE_TIMEOUT", default=5.0)
+TEACHCLOUD_COMPUTE_RETRIES = env.int("TEACHCLOUD_COMPUTE_RETRIES", default=2)
+TEACHCLOUD_COMPUTE_BACKOFF = env.float("TEACHCLOUD_COMPUTE_BACKOFF", default=0.02)
+TEACHCLOUD_COMPUTE_BUILD_WAIT = env.float("TEACHCLOUD_COMPUTE_BUILD_WAIT", default=10.0)
+TEACHCLOUD_COMPUTE_ACTION_WAIT = env.float("TEACHCLOUD_COMPUTE_ACTION_WAIT", default=10.0)
+TEACHCLOUD_COMPUTE_POLL_INTERVAL = env.float("TEACHCLOUD_COMPUTE_POLL_INTERVAL", default=0.05)

@@ -156,6 +156,7 @@ def test_domain_assistant_creates_a_project(world):
         "code": "os300",
         "status": "active",
         "description": "Spring term",
+        "end_date": None,
     }
 
 

@@ -147,6 +147,7 @@ class Command(BaseCommand):
             for school in SCHOOLS:
                 self._school(platform, school)
             self._billing(platform)
+            self._compute()
         except (ServiceError, PermissionDenied) as exc:
             detail = getattr(exc, "detail", str(exc))
             fields = getattr(exc, "fields", None)
@@ -361,6 +362,52 @@ class Command(BaseCommand):
                             budget="200.00",
                         )
 
+    def _compute(self) -> None:
+        """The cloud's flavor and image catalogue, and a VM for the first two students of each
+        school's first course — only when a cloud answers; the seed never fails for it."""
+        from compute.backends.base import BackendError
+        from compute.models import Flavor, Image, Server
+        from compute.services import server_create
+        from compute.sync import catalogue_sync
+
+        self.compute_note = ""
+        try:
+            catalogue_sync()
+        except BackendError as exc:
+            self.compute_note = _("No cloud answered (%(error)s): no VMs were created.") % {
+                "error": exc.message
+            }
+            return
+        flavor = (
+            Flavor.objects.filter(enabled=True, removed=False, name="c1.small").first()
+            or Flavor.objects.filter(enabled=True, removed=False, vcpus=1).first()
+        )
+        image = (
+            Image.objects.filter(enabled=True, removed=False, name__startswith="cirros").first()
+            or Image.objects.filter(enabled=True, removed=False).first()
+        )
+        if flavor is None or image is None:
+            self.compute_note = _("The cloud offers no flavor or image: no VMs were created.")
+            return
+        for school in SCHOOLS:
+            course = school.courses[0]
+            project = Project.objects.get(domain__code=school.code, code=course.code)
+            for person in course.students[:2]:
+                student = User.objects.get(username=person.username)
+                if Server.objects.filter(owner=student, project=project).exists():
+                    continue
+                try:
+                    server_create(
+                        actor=student,
+                        project=project,
+                        name=f"{person.username.split('-')[-1]}-lab",
+                        flavor=flavor,
+                        image=image,
+                    )
+                except ServiceError as exc:
+                    self.compute_note = exc.detail
+                    return
+
     # -- Output ---------------------------------------------------------------------------------
 
     def _report(self) -> None:
@@ -387,6 +434,8 @@ class Command(BaseCommand):
         out.write(_("Enrollment codes:"))
         for project, code in self.codes:
             out.write(f"  {project}: {code}")
+        if getattr(self, "compute_note", ""):
+            out.write(self.compute_note)
         out.write(
             _("Domains: %(d)d, projects: %(p)d, users: %(u)d, memberships: %(m)d.")
             % {
