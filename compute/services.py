@@ -266,29 +266,27 @@ def block_cause(*, project: Project, membership: Membership | None) -> str | Non
 def _refuse_if_blocked(
     *, project: Project, membership: Membership | None, course: bool = True
 ) -> None:
-    domain = project.domain
-    if domain.status != TenantStatus.ACTIVE:
-        raise Conflict(
+    for tenant, locked, closed in (
+        (
+            project.domain,
             _(
                 "The school %(name)s is locked: nothing can be created or started until its "
                 "admin unlocks it."
-            )
-            % {"name": domain.name}
-            if domain.status == TenantStatus.LOCKED
-            else _("The school %(name)s has been closed.") % {"name": domain.name},
-            code="tenant_locked",
-        )
-    if project.status != TenantStatus.ACTIVE:
-        raise Conflict(
+            ),
+            _("The school %(name)s has been closed."),
+        ),
+        (
+            project,
             _(
                 "The project %(name)s is locked: nothing can be created or started until its "
                 "admin unlocks it."
-            )
-            % {"name": project.name}
-            if project.status == TenantStatus.LOCKED
-            else _("The project %(name)s has been closed.") % {"name": project.name},
-            code="tenant_locked",
-        )
+            ),
+            _("The project %(name)s has been closed."),
+        ),
+    ):
+        if tenant.status != TenantStatus.ACTIVE:
+            message = locked if tenant.status == TenantStatus.LOCKED else closed
+            raise Conflict(message % {"name": tenant.name}, code="tenant_locked")
     if membership is not None and membership.locked:
         raise Conflict(
             _(
