@@ -74,10 +74,13 @@ def manage(env: dict[str, str], *args: str) -> str:
         [str(VENV / "python"), "manage.py", *args],
         cwd=ROOT,
         env=env,
-        check=True,
+        check=False,
         capture_output=True,
         text=True,
     )
+    if result.returncode != 0:
+        print(result.stdout[-3000:], result.stderr[-6000:], sep="\n")
+        raise SystemExit(f"manage.py {' '.join(args)} failed ({result.returncode})")
     return result.stdout
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http.response import HttpResponseBase
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -66,6 +67,7 @@ from billing.serializers import (
     WalletSerializer,
     WalletUpdateSerializer,
 )
+from reports import exports
 from tenancy import selectors as tenancy_selectors
 from tenancy.api import JsonApiMixin, validated_body, validated_query
 from tenancy.models import Domain, Membership, Project
@@ -96,10 +98,11 @@ class AllocationViewSet(JsonApiMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Allocation history you can see, newest first",
-        parameters=[AllocationFilterSerializer],
-        responses=AllocationSerializer,
+        parameters=[AllocationFilterSerializer, exports.EXPORT_PARAMETER],
+        responses=exports.export_responses(AllocationSerializer),
     )
-    def list(self, request: Request) -> Response:
+    def list(self, request: Request) -> HttpResponseBase:  # JSON, or a download
+        export = exports.requested_export(request)
         filters = validated_query(AllocationFilterSerializer, request)
         queryset = self.get_queryset()
         if "domain" in filters:
@@ -108,6 +111,10 @@ class AllocationViewSet(JsonApiMixin, viewsets.GenericViewSet):
             queryset = queryset.filter(project_id=filters["project"])
         if "membership" in filters:
             queryset = queryset.filter(membership_id=filters["membership"])
+        if export:
+            return exports.allocations_export(
+                allocations=queryset.order_by("-start", "-id"), export=export
+            )
         return self.paginated(queryset.order_by("-start", "-id"), AllocationSerializer)
 
     @extend_schema(summary="Show an allocation interval", responses=AllocationSerializer)
@@ -255,10 +262,15 @@ class WalletRechargeViewSet(WalletChildMixin, viewsets.GenericViewSet):
     serializer_class = TransactionSerializer
 
     @extend_schema(
-        summary="The recharges of a wallet, newest first", responses=TransactionSerializer
+        summary="The recharges of a wallet, newest first",
+        parameters=[exports.EXPORT_PARAMETER],
+        responses=exports.export_responses(TransactionSerializer),
     )
-    def list(self, request: Request, wallet_pk: str) -> Response:
+    def list(self, request: Request, wallet_pk: str) -> HttpResponseBase:  # JSON, or a download
         wallet = self.wallet()
+        export = exports.requested_export(request)
+        if export:
+            return exports.recharges_export(wallet=wallet, export=export)
         queryset = (
             Transaction.objects.filter(wallet=wallet, kind=TransactionKind.RECHARGE)
             .prefetch_related("entries")
@@ -395,10 +407,11 @@ class TransactionViewSet(JsonApiMixin, viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Ledger transactions touching the wallets you can see, newest first",
-        parameters=[TransactionFilterSerializer],
-        responses=TransactionSerializer,
+        parameters=[TransactionFilterSerializer, exports.EXPORT_PARAMETER],
+        responses=exports.export_responses(TransactionSerializer),
     )
-    def list(self, request: Request) -> Response:
+    def list(self, request: Request) -> HttpResponseBase:  # JSON, or a download
+        export = exports.requested_export(request)
         filters = validated_query(TransactionFilterSerializer, request)
         queryset = self.get_queryset()
         if "wallet" in filters:
@@ -413,6 +426,8 @@ class TransactionViewSet(JsonApiMixin, viewsets.GenericViewSet):
             queryset = queryset.filter(created_at__gte=filters["start"])
         if "end" in filters:
             queryset = queryset.filter(created_at__lt=filters["end"])
+        if export:
+            return exports.transactions_export(transactions=queryset, export=export)
         return self.paginated(queryset.order_by("-created_at", "-id"), TransactionSerializer)
 
     @extend_schema(summary="Show a transaction with its entries", responses=TransactionSerializer)

@@ -36,6 +36,11 @@ app.conf.beat_schedule = {
         "task": "billing.tasks.run_billing",
         "schedule": crontab(minute=5, hour=0, day_of_month=1),
     },
+    # Reports: last month's statements, after the 00:05 billing run has charged its last hour.
+    "reports-monthly-statements": {
+        "task": "reports.tasks.issue_statements",
+        "schedule": crontab(minute=30, hour=0, day_of_month=1),
+    },
     "billing-daily": {
         "task": "billing.tasks.run_billing",
         "schedule": crontab(minute=0, hour=3),

@@ -1001,6 +1001,53 @@ CASES += COMPUTE_CASES
 COMPUTE_CASE_NAMES = {case.name for case in COMPUTE_CASES}
 
 
+# -- reports: monthly statements (scoped like wallets) ---------------------------------------
+
+
+def statement_url(tenant_attr: str, suffix: str = "") -> Callable[[World], str]:
+    """A statement of last month for the tenant's wallet (issued even though it is idle)."""
+
+    def build(w: World) -> str:
+        from django.utils import timezone
+
+        from billing.models import Wallet
+        from reports.statements import previous_month, statement_issue
+
+        _billing_ready(w)
+        tenant = getattr(w, tenant_attr)
+        wallet = Wallet.objects.get(**{"project" if "project" in tenant_attr else "domain": tenant})
+        now = timezone.now()
+        statement = statement_issue(wallet=wallet, month=previous_month(now), now=now, force=True)
+        return f"{API}/statements/{statement.pk}/{suffix}"
+
+    return build
+
+
+CASES += [
+    Case("list statements", "GET", lambda w: f"{API}/statements/", OWN_LISTS),
+    Case("show own domain statement", "GET", statement_url("domain"), expect(404, **DOMAIN_STAFF)),
+    Case(
+        "show own project statement", "GET", statement_url("project"), expect(404, **PROJECT_STAFF)
+    ),
+    Case("show foreign statement", "GET", statement_url("other_project"), PLATFORM_AND_OTHER),
+    Case(
+        "own domain statement pdf",
+        "GET",
+        statement_url("domain", "pdf/"),
+        expect(404, **DOMAIN_STAFF),
+    ),
+    Case(
+        "own project statement pdf",
+        "GET",
+        statement_url("project", "pdf/"),
+        expect(404, **PROJECT_STAFF),
+    ),
+    Case(
+        "foreign statement pdf", "GET", statement_url("other_project", "pdf/"), PLATFORM_AND_OTHER
+    ),
+]
+
+
 @pytest.fixture
 def compute_settings(settings: Any) -> Any:
     """Compute cases: short waits for the cloud's state changes."""

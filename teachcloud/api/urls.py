@@ -7,6 +7,7 @@ from rest_framework.routers import DefaultRouter
 from accounts.api import AuthTokenView, UserViewSet
 from billing import api as billing_api
 from compute import api as compute_api
+from reports import api as reports_api
 from tenancy.api import DomainRoleViewSet, DomainViewSet, MembershipViewSet, ProjectViewSet
 
 
@@ -35,6 +36,7 @@ router.register("notifications", billing_api.NotificationViewSet, basename="noti
 router.register("flavors", compute_api.FlavorViewSet, basename="flavor")
 router.register("images", compute_api.ImageViewSet, basename="image")
 router.register("servers", compute_api.ServerViewSet, basename="server")
+router.register("statements", reports_api.StatementViewSet, basename="statement")
 
 urlpatterns = [
     path("auth/token/", AuthTokenView.as_view(), name="auth-token"),

@@ -1,5 +1,7 @@
 """Local demo: SQLite, console email, Celery over kombu's filesystem transport (no servers)."""
 
+from pathlib import Path
+
 from .base import *  # noqa: F403
 from .base import VAR_DIR, env
 
@@ -18,6 +20,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "control_folder": str(VAR_DIR / "celery" / "control"),
     "store_processed": False,
 }
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Every process that may send a task (manage.py seed_demo, the portal) finds the folders.
+    for _key in ("data_folder_in", "data_folder_processed", "control_folder"):
+        Path(CELERY_BROKER_TRANSPORT_OPTIONS[_key]).mkdir(parents=True, exist_ok=True)
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 # The demo's admins should not be stopped at the door by an MFA enrolment unless asked for.

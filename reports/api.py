@@ -1,0 +1,173 @@
+"""API of monthly statements: `statements/` (list, show) and `statements/{id}/pdf/`.
+
+Scoped like wallets (billing.selectors.wallets_visible_to): a statement of a wallet you cannot
+see is a 404. Statements are read-only; they are issued by `statements_issue` (beat, monthly).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils.translation import gettext_lazy
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from billing.models import RATE
+from billing.money import q2
+from billing.serializers import money_output
+from reports import statements
+from reports.models import LineKind, Statement, StatementLine
+from reports.pdf import statement_filename, statement_pdf
+from tenancy.api import JsonApiMixin, validated_query
+from tenancy.serializers import id_field
+
+PDF_MEDIA_TYPE = "application/pdf"
+
+
+class IgnoreAccept(BaseContentNegotiation):
+    """The PDF download answers PDF whatever `Accept` says; its errors are JSON."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0]
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: Any = None):
+        return renderers[0], renderers[0].media_type
+
+
+class StatementFilterSerializer(serializers.Serializer):
+    wallet = id_field(help_text=gettext_lazy("Only the statements of this wallet."))
+    month = serializers.RegexField(
+        r"^\d{4}-(0[1-9]|1[0-2])$",
+        required=False,
+        help_text=gettext_lazy("Only the statements of this month, YYYY-MM (Asia/Shanghai)."),
+    )
+
+
+class StatementLineSerializer(serializers.ModelSerializer):
+    kind = serializers.ChoiceField(choices=LineKind.choices)
+    quantity = serializers.DecimalField(
+        max_digits=20,
+        decimal_places=4,
+        read_only=True,
+        allow_null=True,
+        help_text=gettext_lazy("Resource-hours (vCPU-hours or GiB-hours); null for sums."),
+    )
+    unit_price = serializers.DecimalField(
+        read_only=True,
+        allow_null=True,
+        **RATE,
+        help_text=gettext_lazy("¥ per unit; null for sums."),
+    )
+    amount = money_output(help_text=gettext_lazy("Exact amount, signed as it moved the wallet."))
+    amount_rounded = serializers.SerializerMethodField(
+        help_text=gettext_lazy("The amount rounded to cents (half up).")
+    )
+    transaction_ids = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text=gettext_lazy("The ledger transactions this line sums."),
+    )
+
+    class Meta:
+        model = StatementLine
+        fields = [
+            "position",
+            "kind",
+            "name",
+            "quantity",
+            "unit",
+            "unit_price",
+            "amount",
+            "amount_rounded",
+            "transaction_ids",
+            "price_version_id",
+        ]
+
+    def get_amount_rounded(self, line: StatementLine) -> str:
+        return f"{q2(line.amount):.2f}"
+
+
+class StatementSerializer(serializers.ModelSerializer):
+    month = serializers.SerializerMethodField(help_text=gettext_lazy("YYYY-MM (Asia/Shanghai)."))
+    opening_balance = money_output()
+    closing_balance = money_output()
+    opening_rounded = serializers.SerializerMethodField()
+    closing_rounded = serializers.SerializerMethodField()
+    lines = StatementLineSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Statement
+        fields = [
+            "id",
+            "wallet",
+            "month",
+            "wallet_name",
+            "tenant_name",
+            "period_start",
+            "period_end",
+            "cutoff",
+            "issued_at",
+            "opening_balance",
+            "opening_rounded",
+            "closing_balance",
+            "closing_rounded",
+            "lines",
+        ]
+
+    def get_month(self, statement: Statement) -> str:
+        return f"{statement.month:%Y-%m}"
+
+    def get_opening_rounded(self, statement: Statement) -> str:
+        return f"{q2(statement.opening_balance):.2f}"
+
+    def get_closing_rounded(self, statement: Statement) -> str:
+        return f"{q2(statement.closing_balance):.2f}"
+
+
+@extend_schema(tags=["statements"])
+class StatementViewSet(JsonApiMixin, viewsets.GenericViewSet):
+    """Monthly statements of the wallets you can see (issued on the 1st for the month before)."""
+
+    queryset = Statement.objects.none()
+    serializer_class = StatementSerializer
+
+    def get_queryset(self):
+        return statements.statements_visible_to(self.request.user)
+
+    @extend_schema(
+        summary="List the monthly statements you can see, newest first",
+        parameters=[StatementFilterSerializer],
+        responses=StatementSerializer,
+    )
+    def list(self, request: Request) -> Response:
+        filters = validated_query(StatementFilterSerializer, request)
+        queryset = self.get_queryset()
+        if "wallet" in filters:
+            queryset = queryset.filter(wallet_id=filters["wallet"])
+        if "month" in filters:
+            queryset = queryset.filter(month=statements.parse_month(filters["month"]))
+        return self.paginated(queryset.order_by("-month", "wallet_id"), StatementSerializer)
+
+    @extend_schema(summary="Show a statement with its lines", responses=StatementSerializer)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(StatementSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Download a statement as PDF",
+        responses={
+            (200, PDF_MEDIA_TYPE): OpenApiResponse(
+                OpenApiTypes.BINARY, description=gettext_lazy("The statement (PDF, A4).")
+            )
+        },
+    )
+    @action(detail=True, methods=["get"], content_negotiation_class=IgnoreAccept)
+    def pdf(self, request: Request, pk: str) -> HttpResponse:
+        statement = self.get_object()
+        response = HttpResponse(statement_pdf(statement), content_type=PDF_MEDIA_TYPE)
+        response["Content-Disposition"] = f'attachment; filename="{statement_filename(statement)}"'
+        return response
