@@ -43,8 +43,26 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "needs_devcloud: uses the development cloud's controls (fault injection, changes behind "
-        "the portal's back); skipped only when the suite runs against a real cloud (OS_CLOUD)",
+        "the portal's back); deselected when the suite runs against a real cloud (OS_CLOUD)",
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Against a real cloud, tests that need the development cloud's controls are deselected
+    (they run in the normal suite), so that run reports no skipped tests."""
+    from teachcloud.testing.devcloud import real_cloud
+
+    if not real_cloud():
+        return
+    keep, drop = [], []
+    for item in items:
+        needs = item.get_closest_marker("needs_devcloud") or "devcloud" in getattr(
+            item, "fixturenames", ()
+        )
+        (drop if needs else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,7 +9,7 @@ OS_CLOUD (and OS_CLIENT_CONFIG_FILE) and, without networks, TEACHCLOUD_COMPUTE_N
         .venv/bin/pytest compute/tests/test_backend.py
 
 Tests that need the devcloud's controls (fault injection, exact catalogue, request log) are marked
-`needs_devcloud` or use the `devcloud` fixture and are skipped only in that real-cloud run.
+`needs_devcloud` or use the `devcloud` fixture and are deselected in that real-cloud run.
 Everything a test creates in the cloud is removed again (real clouds keep it otherwise).
 """
 

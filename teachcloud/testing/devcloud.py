@@ -15,7 +15,7 @@ Modes, decided once per session:
   use that one through its HTTP controls;
 - OS_CLOUD set (and no TEACHCLOUD_DEVCLOUD_URL): a REAL cloud — nothing is started, the product
   uses OS_CLOUD/OS_CLIENT_CONFIG_FILE, and tests that need the devcloud's controls (the `devcloud`
-  fixture, the `needs_devcloud` mark) are skipped.
+  fixture, the `needs_devcloud` mark) are deselected (root conftest).
 """
 
 from __future__ import annotations
