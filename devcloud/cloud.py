@@ -677,17 +677,21 @@ class Cloud:
         self.save()
         return item
 
-    def domain_update(self, domain_id: str, data: JsonDict) -> JsonDict:
+    def _keystone_update(self, kind: str, item_id: str, data: JsonDict) -> JsonDict:
+        """PATCH of a Keystone domain or project ("domains"/"projects"): the editable fields."""
         with self.lock:
-            dom = self.state["domains"].get(domain_id)
-            if dom is None:
-                raise not_found(f"Could not find domain: {domain_id}.")
+            record = self.state[kind].get(item_id)
+            if record is None:
+                raise not_found(f"Could not find {kind[:-1]}: {item_id}.")
             for key in ("name", "description", "enabled", "tags"):
                 if key in data:
-                    dom[key] = data[key]
-            item = copy.deepcopy(dom)
+                    record[key] = data[key]
+            item = copy.deepcopy(record)
         self.save()
         return item
+
+    def domain_update(self, domain_id: str, data: JsonDict) -> JsonDict:
+        return self._keystone_update("domains", domain_id, data)
 
     def domain_delete(self, domain_id: str) -> None:
         with self.lock:
@@ -759,16 +763,7 @@ class Cloud:
         return item
 
     def project_update(self, project_id: str, data: JsonDict) -> JsonDict:
-        with self.lock:
-            project = self.state["projects"].get(project_id)
-            if project is None:
-                raise not_found(f"Could not find project: {project_id}.")
-            for key in ("name", "description", "enabled", "tags"):
-                if key in data:
-                    project[key] = data[key]
-            item = copy.deepcopy(project)
-        self.save()
-        return item
+        return self._keystone_update("projects", project_id, data)
 
     def project_delete(self, project_id: str) -> None:
         with self.lock:
