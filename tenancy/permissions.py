@@ -84,6 +84,10 @@ class Action(StrEnum):
     SERVER_DELETE = "compute.server_delete"  # obj: server — as SERVER_STOP
     COMPUTE_OVERVIEW = "compute.overview"  # obj: domain or project — its admins and assistants
     CLOUD_ADMIN = "compute.cloud_admin"  # capacity, catalogue, credentials: platform staff only
+    # Reports (obj: None; each report's rows are scoped by the selectors)
+    REPORT_OWN = "reports.own"  # every signed-in user: their own consumption, VMs, limits
+    REPORT_TENANT = "reports.tenant"  # domain/project admins and assistants, finance, platform
+    REPORT_FINANCE = "reports.finance"  # revenue, arrears: finance and platform staff only
 
 
 @dataclass
@@ -298,6 +302,12 @@ def can(actor: Any, action: Action | str, obj: Any = None) -> bool:
             return _domain_level(roles, obj.pk, admin_only=False)
         case Action.CLOUD_ADMIN:
             return False
+        case Action.REPORT_OWN:
+            return True
+        case Action.REPORT_TENANT:
+            return roles.finance or roles.manages_any()
+        case Action.REPORT_FINANCE:
+            return roles.finance
         case _ if action.value.startswith("billing.wallet"):
             return _wallet_action(roles, action, obj)
     return False
