@@ -51,12 +51,12 @@ def test_seed_demo_twice_changes_nothing_and_logins_work():
     assert counts | {"audit": 0} == {
         "domains": 2,
         "projects": 4,
-        "users": 37,
+        "users": 38,
         "memberships": 32,
         "domain_roles": 4,
         "codes": 4,
-        "emails": 37,
-        "verified": 37,
+        "emails": 38,
+        "verified": 38,
         "audit": 0,
     }
     second = _seed()
@@ -64,7 +64,7 @@ def test_seed_demo_twice_changes_nothing_and_logins_work():
 
     logins = _logins(second, "teachcloud-demo")
     assert logins == _logins(first, "teachcloud-demo")
-    assert len(logins) == 37
+    assert len(logins) == 38
     for _role, username in logins:
         assert authenticate(username=username, password="teachcloud-demo") is not None, username
 
@@ -73,6 +73,9 @@ def test_seed_demo_builds_the_roles_it_prints():
     _seed()
     admin = User.objects.get(username="admin")
     assert admin.is_superuser and admin.is_staff and admin.platform_role == "operator"
+    finance = User.objects.get(username="finance")
+    assert finance.is_staff and not finance.is_superuser and finance.platform_role == "finance"
+    assert roles_of(finance).finance
     north = Domain.objects.get(code="north")
     assert north.name == "北方大学"
     assert Domain.objects.get(code="south").name == "南方学院"
@@ -89,7 +92,7 @@ def test_seed_demo_builds_the_roles_it_prints():
         assert all(s.home_domain_id == project.domain_id and s.id_number for s in students)
     # Built through the services: the audit log tells the story.
     assert AuditEvent.objects.filter(action="domain.create").count() == 2
-    assert AuditEvent.objects.filter(action="user.create").count() == 36
+    assert AuditEvent.objects.filter(action="user.create").count() == 37
     assert AuditEvent.objects.filter(action="membership.add").count() == 24
 
 

@@ -144,6 +144,7 @@ class Command(BaseCommand):
         self.codes: list[tuple[str, str]] = []
         try:
             platform = self._platform_admin()
+            self._finance(platform)
             for school in SCHOOLS:
                 self._school(platform, school)
             self._billing(platform)
@@ -178,6 +179,23 @@ class Command(BaseCommand):
             (_("Platform admin"), user.username, _("/admin/ and every school in the portal"))
         )
         return user
+
+    def _finance(self, platform: User) -> None:
+        """A finance staff account: reports, statements and read-only money views."""
+        user = User.objects.filter(username="finance").first()
+        if user is None:
+            user = account_services.staff_user_create(
+                actor=platform,
+                username="finance",
+                real_name="财务 王会计",
+                email="wang.kuaiji@example.com",
+                password=self.password,
+                platform_role=PlatformRole.FINANCE,
+            )
+        self._finish_user(user)
+        self.logins.append(
+            (_("Finance staff"), user.username, _("reports, statements, money in /admin/"))
+        )
 
     def _finish_user(self, user: User) -> None:
         """The demo password and a verified primary email address."""
