@@ -10,7 +10,9 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from billing.models import (
     Allocation,
     Entry,
+    Holding,
     Level,
+    MemberConsumption,
     Notification,
     PriceVersion,
     RechargeRequest,
@@ -87,6 +89,35 @@ def recharge_requests_visible_to(user: Any) -> QuerySet[RechargeRequest]:
     if _sees_everything(user):
         return qs
     return qs.filter(wallet_id__in=wallets_visible_to(user).values("pk"))
+
+
+def holdings_visible_to(user: Any) -> QuerySet[Holding]:
+    """VM holdings (reports): platform and finance staff all; domain staff their domains'
+    projects; project staff their projects; anyone their own (also in a project they left)."""
+    roles = roles_of(user)
+    if not roles.active:
+        return Holding.objects.none()
+    if _sees_everything(user):
+        return Holding.objects.all()
+    return Holding.objects.filter(
+        Q(user_id=user.pk)
+        | Q(project__domain_id__in=roles.managed_domain_ids)
+        | Q(project_id__in=roles.managed_project_ids)
+    )
+
+
+def consumption_visible_to(user: Any) -> QuerySet[MemberConsumption]:
+    """Members' rated hours (reports), scoped like holdings: a plain member sees their own."""
+    roles = roles_of(user)
+    if not roles.active:
+        return MemberConsumption.objects.none()
+    if _sees_everything(user):
+        return MemberConsumption.objects.all()
+    return MemberConsumption.objects.filter(
+        Q(user_id=user.pk)
+        | Q(project__domain_id__in=roles.managed_domain_ids)
+        | Q(project_id__in=roles.managed_project_ids)
+    )
 
 
 def prices() -> QuerySet[PriceVersion]:

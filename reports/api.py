@@ -1,17 +1,27 @@
-"""API of monthly statements: `statements/` (list, show) and `statements/{id}/pdf/`.
+"""API of monthly statements: `statements/` (list, show) and `statements/{id}/pdf/`; and of the
+reports (reports.catalog): `reports/` (the reports you may open) and `reports/{slug}/` (a
+report's rows, a page of JSON or `?export=csv|xlsx` of the whole filtered set).
 
 Scoped like wallets (billing.selectors.wallets_visible_to): a statement of a wallet you cannot
 see is a 404. Statements are read-only; they are issued by `statements_issue` (beat, monthly).
+A report you may not open is a 404 too, exactly like one that does not exist.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.negotiation import BaseContentNegotiation
@@ -19,9 +29,29 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing.models import RATE
-from billing.money import q2
+from billing.money import q2, q4
 from billing.serializers import money_output
 from reports import statements
+from reports.catalog import (
+    DOMAIN,
+    PROJECT,
+    REPORT_SLUG_HELP,
+    Report,
+    get_report,
+    parse_filters,
+    reports_for,
+)
+from reports.exports import (
+    DATETIME,
+    EXPORT_PARAMETER,
+    FORMATS,
+    MONEY,
+    NUMBER,
+    TEXT,
+    export_response,
+    export_responses,
+    requested_export,
+)
 from reports.models import LineKind, Statement, StatementLine
 from reports.pdf import statement_filename, statement_pdf
 from tenancy.api import JsonApiMixin, validated_query
@@ -171,3 +201,150 @@ class StatementViewSet(JsonApiMixin, viewsets.GenericViewSet):
         response = HttpResponse(statement_pdf(statement), content_type=PDF_MEDIA_TYPE)
         response["Content-Disposition"] = f'attachment; filename="{statement_filename(statement)}"'
         return response
+
+
+# -- Reports ------------------------------------------------------------------------------------
+
+KINDS = [TEXT, NUMBER, MONEY, DATETIME]
+
+
+class ReportColumnSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text=gettext_lazy("The key of this cell in each row."))
+    title = serializers.CharField(help_text=gettext_lazy("The column's heading (translated)."))
+    kind = serializers.ChoiceField(
+        choices=KINDS,
+        help_text=gettext_lazy(
+            "text; number (JSON number, or a decimal string when fractional); money (decimal "
+            "string with 4 places); datetime (ISO-8601 with offset, Asia/Shanghai)."
+        ),
+    )
+
+
+class ReportSerializer(serializers.Serializer):
+    slug = serializers.CharField(help_text=REPORT_SLUG_HELP)
+    title = serializers.CharField()
+    description = serializers.CharField()
+    filters = serializers.ListField(
+        child=serializers.ChoiceField(choices=[DOMAIN, PROJECT]),
+        help_text=gettext_lazy("Besides the period: the filters this report accepts."),
+    )
+    columns = ReportColumnSerializer(many=True)
+
+
+def report_entry(report: Report) -> dict[str, Any]:
+    return {
+        "slug": report.slug,
+        "title": str(report.title),
+        "description": str(report.description),
+        "filters": sorted(report.filters),
+        "columns": [
+            {"key": key, "title": str(column.header), "kind": column.kind}
+            for key, column in report.columns
+        ],
+    }
+
+
+def json_cell(kind: str, value: Any) -> Any:
+    """Money as a 4-place decimal string, other Decimals as their text, the rest as is."""
+    if isinstance(value, Decimal):
+        return f"{q4(value)}" if kind == MONEY else str(value)
+    return value
+
+
+REPORT_PAGE = inline_serializer(
+    "ReportPage",
+    fields={
+        "count": serializers.IntegerField(),
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": serializers.ListField(
+            child=serializers.DictField(),
+            help_text=gettext_lazy(
+                "One object per row, keyed by the report's column keys (see `reports/`); "
+                "an empty cell is null."
+            ),
+        ),
+    },
+)
+REPORT_PARAMETERS = [
+    OpenApiParameter("slug", OpenApiTypes.STR, OpenApiParameter.PATH, description=REPORT_SLUG_HELP),
+    OpenApiParameter(
+        "start",
+        OpenApiTypes.DATE,
+        description=gettext_lazy(
+            "First day of the period (YYYY-MM-DD, Asia/Shanghai, inclusive); 400 if invalid."
+        ),
+    ),
+    OpenApiParameter(
+        "end",
+        OpenApiTypes.DATE,
+        description=gettext_lazy(
+            "Last day of the period (YYYY-MM-DD, Asia/Shanghai, inclusive); 400 if it is "
+            "invalid, before the start or more than ten years after it."
+        ),
+    ),
+    OpenApiParameter(
+        "domain",
+        OpenApiTypes.INT,
+        description=gettext_lazy(
+            "Only this domain (reports with the domain filter); 400 if you cannot see it."
+        ),
+    ),
+    OpenApiParameter(
+        "project",
+        OpenApiTypes.INT,
+        description=gettext_lazy(
+            "Only this project (reports with the project filter); 400 if you cannot see it."
+        ),
+    ),
+    OpenApiParameter("page", OpenApiTypes.INT, description=gettext_lazy("Page number, from 1.")),
+    OpenApiParameter(
+        "size",
+        OpenApiTypes.INT,
+        description=gettext_lazy("Rows per page (default 30, at most 100)."),
+    ),
+    EXPORT_PARAMETER,
+]
+
+
+@extend_schema(tags=["reports"])
+class ReportViewSet(JsonApiMixin, viewsets.GenericViewSet):
+    """The reports (SPEC Reports): every table filters by period and exports to CSV and XLSX."""
+
+    lookup_field = "slug"
+    lookup_value_regex = "[^/]+"
+    serializer_class = ReportSerializer
+
+    @extend_schema(summary="List the reports you may open", responses=ReportSerializer)
+    def list(self, request: Request) -> Response:
+        entries = [report_entry(report) for report in reports_for(request.user)]
+        page = self.paginate_queryset(entries)
+        return self.get_paginated_response(ReportSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="A report's rows: a page of JSON, or the whole filtered set as CSV or XLSX",
+        parameters=REPORT_PARAMETERS,
+        responses=export_responses(REPORT_PAGE),
+    )
+    def retrieve(self, request: Request, slug: str) -> Response | HttpResponseBase:
+        user = request.user
+        report = get_report(user, slug)
+        filters = parse_filters(user, report, request.query_params)
+        export = requested_export(request)
+        if export in FORMATS:
+            return export_response(
+                export=export,
+                filename=report.filename or report.slug,
+                columns=report.export_columns,
+                rows=report.rows(user, filters),
+            )
+        page = self.paginate_queryset(report.queryset(user, filters))
+        kinds = [column.kind for column in report.export_columns]
+        results = [
+            {
+                key: json_cell(kind, value)
+                for key, kind, value in zip(report.keys, kinds, report.convert(row), strict=True)
+            }
+            for row in page or []
+        ]
+        return self.get_paginated_response(results)

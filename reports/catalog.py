@@ -32,6 +32,7 @@ from tenancy.selectors import domains_visible_to, projects_visible_to
 DOMAIN = "domain"
 PROJECT = "project"
 LONGEST_PERIOD_DAYS = 3660  # ten years: a period longer than this is a typo
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(9998, 12, 31)  # `until` is end + 1 day
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,10 @@ def _date(value: str | None, name: str) -> date | None:
     if value in (None, ""):
         return None
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
+        if not FIRST_DATE <= parsed <= LAST_DATE:  # the period's instants must exist
+            raise ValueError(value)
+        return parsed
     except ValueError:
         raise ServiceError(
             _("“%(value)s” is not a date: use YYYY-MM-DD.") % {"value": str(value)[:20]},

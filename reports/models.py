@@ -7,8 +7,10 @@ lines keep their own copy of names and unit prices and say which ledger rows the
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -103,3 +105,64 @@ class StatementLine(models.Model):
         if not self._state.adding:
             raise ValueError("An issued statement is never changed.")
         super().save(*args, **kwargs)
+
+
+class ExportStatus(models.TextChoices):
+    QUEUED = "queued", _("Queued")
+    RUNNING = "running", _("Running")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class ExportJob(models.Model):
+    """A report exported in the background (too many rows to stream at once): the file is
+    written under MEDIA_ROOT/exports/ and kept for a week (reports.jobs)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="export_jobs",
+        verbose_name=_("owner"),
+    )
+    report = models.CharField(_("report"), max_length=60)
+    filters = models.JSONField(_("filters"), default=dict, blank=True)  # Filters.as_query()
+    format = models.CharField(_("format"), max_length=4)
+    language = models.CharField(_("language"), max_length=10, blank=True)
+    status = models.CharField(
+        _("status"), max_length=8, choices=ExportStatus.choices, default=ExportStatus.QUEUED
+    )
+    rows_total = models.PositiveBigIntegerField(_("rows"), default=0)
+    rows_done = models.PositiveBigIntegerField(_("rows written"), default=0)
+    file = models.CharField(_("file"), max_length=300, blank=True)  # relative to MEDIA_ROOT
+    filename = models.CharField(_("download name"), max_length=200, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    last_seen_at = models.DateTimeField(_("owner last watched at"), null=True, blank=True)
+    emailed_at = models.DateTimeField(_("emailed at"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("export job")
+        verbose_name_plural = _("export jobs")
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="exportjob_owner_recent"),
+            models.Index(fields=["created_at"], name="exportjob_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.report}.{self.format} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (ExportStatus.DONE, ExportStatus.FAILED)
+
+    @property
+    def percent(self) -> int:
+        if self.status == ExportStatus.DONE:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(99, self.rows_done * 100 // self.rows_total)

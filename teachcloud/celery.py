@@ -41,6 +41,11 @@ app.conf.beat_schedule = {
         "task": "reports.tasks.issue_statements",
         "schedule": crontab(minute=30, hour=0, day_of_month=1),
     },
+    # Reports: background export files are kept a week.
+    "reports-expire-exports": {
+        "task": "reports.tasks.expire_exports",
+        "schedule": crontab(minute=40, hour=3),
+    },
     "billing-daily": {
         "task": "billing.tasks.run_billing",
         "schedule": crontab(minute=0, hour=3),

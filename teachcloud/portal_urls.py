@@ -55,4 +55,6 @@ urlpatterns = [
     path("", include("billing.urls")),
     # Compute: VMs, the create form, a domain's overview, project settings (course end)
     path("", include("compute.urls")),
+    # Reports: report pages, background exports, monthly statements
+    path("", include("reports.urls")),
 ]

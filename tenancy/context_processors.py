@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext as _
 
-from tenancy.permissions import ADMIN, ASSISTANT, roles_of
+from tenancy.permissions import ADMIN, ASSISTANT, Action, can, roles_of
 
 NAV_MENU_LIMIT = 15
 
@@ -55,6 +55,9 @@ def _navigation(user: Any) -> list[dict[str, Any]]:
                 ],
             }
         )
+    nav.append({"label": _("Reports"), "url": reverse("portal:reports")})
+    if can(user, Action.REPORT_TENANT):  # exactly those who see a wallet
+        nav.append({"label": _("Statements"), "url": reverse("portal:statements")})
     if user.is_staff:
         nav.append({"label": _("Administration"), "url": reverse("admin:index")})
     return nav

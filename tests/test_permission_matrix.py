@@ -1048,6 +1048,40 @@ CASES += [
 ]
 
 
+# -- reports: the catalogue and each report's rows (REPORT_OWN / _TENANT / _FINANCE) ----------
+
+TENANT_STAFF = {**PROJECT_STAFF, "other_admin": 200}
+
+CASES += [
+    Case("list reports", "GET", lambda w: f"{API}/reports/", OWN_LISTS),
+    Case("report revenue", "GET", lambda w: f"{API}/reports/revenue/", expect(404, platform=200)),
+    Case("report arrears", "GET", lambda w: f"{API}/reports/arrears/", expect(404, platform=200)),
+    Case("report charges", "GET", lambda w: f"{API}/reports/charges/", expect(404, **TENANT_STAFF)),
+    Case(
+        "report charges csv",
+        "GET",
+        lambda w: f"{API}/reports/charges/?export=csv",
+        expect(404, **TENANT_STAFF),
+    ),
+    Case(
+        "report charges of the other domain",
+        "GET",
+        lambda w: f"{API}/reports/charges/?domain={w.other_domain.pk}",
+        expect(
+            404,
+            platform=200,
+            other_admin=200,
+            domain_admin=400,
+            domain_assistant=400,
+            project_admin=400,
+            project_assistant=400,
+        ),
+    ),
+    Case("report vm-usage", "GET", lambda w: f"{API}/reports/vm-usage/", OWN_LISTS),
+    Case("report unknown", "GET", lambda w: f"{API}/reports/nope/", expect(404)),
+]
+
+
 @pytest.fixture
 def compute_settings(settings: Any) -> Any:
     """Compute cases: short waits for the cloud's state changes."""

@@ -37,6 +37,7 @@ router.register("flavors", compute_api.FlavorViewSet, basename="flavor")
 router.register("images", compute_api.ImageViewSet, basename="image")
 router.register("servers", compute_api.ServerViewSet, basename="server")
 router.register("statements", reports_api.StatementViewSet, basename="statement")
+router.register("reports", reports_api.ReportViewSet, basename="report")
 
 urlpatterns = [
     path("auth/token/", AuthTokenView.as_view(), name="auth-token"),

@@ -163,6 +163,10 @@ TEACHCLOUD_ROSTER_INLINE_ROWS = 200
 TEACHCLOUD_BUDGET_ALERTS = [50, 80, 90]  # percent of a member's budget, alerted once each
 TEACHCLOUD_MAIL_RATE = (5, 600)  # at most 5 emails per recipient address per 600 s
 TEACHCLOUD_WEBHOOK_TIMEOUT = 5  # seconds
+# Reports: exports up to this many rows stream at once (about a second); larger ones run as a
+# background job (reports.jobs) whose file is kept TEACHCLOUD_EXPORT_KEEP_DAYS days.
+TEACHCLOUD_EXPORT_SYNC_MAX_ROWS = env.int("TEACHCLOUD_EXPORT_SYNC_MAX_ROWS", default=100_000)
+TEACHCLOUD_EXPORT_KEEP_DAYS = 7
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes "not signed in" a 401 rather than a 403.
