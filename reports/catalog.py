@@ -103,10 +103,6 @@ class Report:
             convert(row) for row in self.queryset(user, filters).iterator(chunk_size=CHUNK_SIZE)
         )
 
-    def as_dict(self, cells: Sequence[Any]) -> dict[str, Any]:
-        """One converted row as JSON-ready values (Decimals become strings by the renderer)."""
-        return dict(zip(self.keys, cells, strict=True))
-
 
 REPORTS: dict[str, Report] = {}
 
