@@ -36,6 +36,15 @@ def _fresh_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """A request in Chinese leaves zh-hans active in the thread; no test inherits it."""
+    from django.utils import translation
+
+    yield
+    translation.deactivate()
+
+
 # -- The development cloud (teachcloud/testing/devcloud.py) ------------------------------------
 
 

@@ -342,7 +342,24 @@ def _platform_access_apply(
             before=before,
             after=after,
         )
+    finance_group_sync(user=user)
     return user
+
+
+FINANCE_GROUP = "Finance staff"  # created with its view permissions by accounts.0003
+
+
+def finance_group_sync(*, user: User) -> None:
+    """Keep the "Finance staff" group (view permissions of the money models) in step with the
+    platform role: finance staff with admin access are in it, nobody else. The admin still
+    decides access through tenancy.permissions; the group makes the grant visible and usable."""
+    from django.contrib.auth.models import Group
+
+    group, _created = Group.objects.get_or_create(name=FINANCE_GROUP)
+    if user.platform_role == "finance" and user.is_staff:
+        user.groups.add(group)
+    else:
+        user.groups.remove(group)
 
 
 def send_invitation(*, user_id: int) -> None:

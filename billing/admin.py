@@ -13,9 +13,11 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db.models import DecimalField, OuterRef, QuerySet, Subquery, Sum
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -26,6 +28,7 @@ from django.utils.translation import gettext_lazy as _
 
 from billing import enforcement, services
 from billing.forms import AdjustForm, AllocationAdminForm, ReasonForm, RechargeForm, UnlockForm
+from billing.memos import describe
 from billing.models import (
     Allocation,
     AllocationRequest,
@@ -64,6 +67,43 @@ class LedgerAdmin(PlatformAdminMixin, admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in self.model._meta.fields] + list(self.readonly_fields)
+
+
+class ExportMixin:
+    """Links "Export CSV" and "Export XLSX" on the changelist: the changelist's filtered queryset
+    (filters, search, date drill-down; not one page) streamed through `reports.exports`.
+    Whoever may view the changelist may export it (finance staff included); nothing is written.
+    """
+
+    change_list_template = "billing/admin/export_change_list.html"
+    export_filename = ""
+
+    def export(self, queryset: QuerySet, export: str) -> HttpResponseBase:
+        raise NotImplementedError
+
+    def get_urls(self) -> list[Any]:
+        opts = self.opts  # type: ignore[attr-defined]
+        return [
+            path(
+                "export/<str:export>/",
+                self.admin_site.admin_view(self.export_view),  # type: ignore[attr-defined]
+                name=f"{opts.app_label}_{opts.model_name}_export",
+            ),
+            *super().get_urls(),  # type: ignore[misc]
+        ]
+
+    def export_view(self, request: HttpRequest, export: str) -> HttpResponseBase:
+        from reports.exports import FORMATS
+
+        if not self.has_view_permission(request):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        if export not in FORMATS:
+            raise Http404
+        try:
+            changelist = self.get_changelist_instance(request)  # type: ignore[attr-defined]
+        except IncorrectLookupParameters as exc:
+            raise Http404 from exc
+        return self.export(changelist.get_queryset(request), export)
 
 
 class ObjectFormMixin:
@@ -554,7 +594,7 @@ class ChargeLineInline(ReadOnlyInline):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ObjectFormMixin, LedgerAdmin):
+class TransactionAdmin(ExportMixin, ObjectFormMixin, LedgerAdmin):
     change_form_template = "billing/admin/transaction_change_form.html"
     list_display = (
         "id",
@@ -563,7 +603,7 @@ class TransactionAdmin(ObjectFormMixin, LedgerAdmin):
         "wallet",
         "amount",
         "period_start",
-        "memo",
+        "memo_display",
         "method",
         "reference",
         "created_by",
@@ -592,7 +632,7 @@ class TransactionAdmin(ObjectFormMixin, LedgerAdmin):
     date_hierarchy = "created_at"
     inlines = (EntryInline, ChargeLineInline)
     actions = ("reverse_action",)
-    readonly_fields = ("amount",)
+    readonly_fields = ("amount", "memo_display")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Transaction]:
         moved = (
@@ -612,6 +652,15 @@ class TransactionAdmin(ObjectFormMixin, LedgerAdmin):
     @admin.display(description=_("amount"), ordering="moved")
     def amount(self, obj: Transaction) -> Any:
         return getattr(obj, "moved", None)
+
+    @admin.display(description=_("memo"))
+    def memo_display(self, obj: Transaction) -> str:
+        return describe(obj)
+
+    def export(self, queryset: QuerySet, export: str) -> HttpResponseBase:
+        from reports.exports import transactions_export
+
+        return transactions_export(transactions=queryset, export=export)
 
     def lookup_allowed(self, lookup: str, value: str, request: Any = None) -> bool:
         # The wallet page links here with the transactions of one wallet.
@@ -703,7 +752,7 @@ class EntryAdmin(LedgerAdmin):
 
 
 @admin.register(ChargeLine)
-class ChargeLineAdmin(LedgerAdmin):
+class ChargeLineAdmin(ExportMixin, LedgerAdmin):
     list_display = (
         "id",
         "transaction",
@@ -732,6 +781,58 @@ class ChargeLineAdmin(LedgerAdmin):
     @admin.display(description=_("wallet"))
     def payer(self, obj: ChargeLine) -> str:
         return str(obj.transaction.wallet)
+
+    def export(self, queryset: QuerySet, export: str) -> HttpResponseBase:
+        from reports import exports as x
+
+        rows = queryset.order_by("start", "id").values_list(
+            "id",
+            "transaction_id",
+            "transaction__wallet_id",
+            "start",
+            "end",
+            "vcpus",
+            "ram_gib",
+            "disk_gib",
+            "price__effective_from",
+            "amount",
+        )
+        names = x._tenant_names()
+
+        def convert(row: tuple) -> tuple:
+            line, tx, wallet, start, end, vcpus, ram, disk, price_from, amount = row
+            return (
+                line,
+                tx,
+                wallet,
+                names.get(wallet, ""),
+                x.iso_local(start),
+                x.iso_local(end),
+                vcpus,
+                ram,
+                disk,
+                x.iso_local(price_from),
+                amount,
+            )
+
+        return x.export_response(
+            export=export,
+            filename="charge-lines",
+            columns=[
+                x.Column(_("Charge line"), x.NUMBER),
+                x.Column(_("Transaction"), x.NUMBER),
+                x.Column(_("Wallet"), x.NUMBER),
+                x.Column(_("Tenant")),
+                x.Column(_("From"), x.DATETIME),
+                x.Column(_("To"), x.DATETIME),
+                x.Column(_("vCPUs"), x.NUMBER),
+                x.Column(_("RAM (GiB)"), x.NUMBER),
+                x.Column(_("Disk (GiB)"), x.NUMBER),
+                x.Column(_("Price plan from"), x.DATETIME),
+                x.Column(_("Amount (CNY)"), x.MONEY),
+            ],
+            rows=map(convert, rows.iterator(chunk_size=x.CHUNK_SIZE)),
+        )
 
 
 @admin.register(MemberConsumption)
@@ -932,7 +1033,7 @@ class AllocationRequestAdmin(DecideRequestsMixin, LedgerAdmin):
 
 
 @admin.register(RechargeRequest)
-class RechargeRequestAdmin(DecideRequestsMixin, LedgerAdmin):
+class RechargeRequestAdmin(ExportMixin, DecideRequestsMixin, LedgerAdmin):
     """Requests by tenant admins; the receiving side approves (credits) or rejects them."""
 
     list_display = (
@@ -971,6 +1072,63 @@ class RechargeRequestAdmin(DecideRequestsMixin, LedgerAdmin):
 
     def decide_one(self, request: HttpRequest, pending: Any, approve: bool) -> None:
         services.recharge_request_decide(actor=request.user, request=pending, approve=approve)
+
+    def export(self, queryset: QuerySet, export: str) -> HttpResponseBase:
+        from reports import exports as x
+
+        rows = queryset.order_by("-created_at", "-id").values_list(
+            "id",
+            "created_at",
+            "wallet_id",
+            "amount",
+            "method",
+            "reference",
+            "status",
+            "requested_by__username",
+            "decided_by__username",
+            "decided_at",
+            "transaction_id",
+        )
+        names = x._tenant_names()
+        statuses = {value: str(label) for value, label in RequestStatus.choices}
+
+        def convert(row: tuple) -> tuple:
+            pk, created, wallet, amount, method, reference, status, *rest = row
+            requested_by, decided_by, decided, tx = rest
+            return (
+                pk,
+                x.iso_local(created),
+                wallet,
+                names.get(wallet, ""),
+                amount,
+                x.text(method),
+                x.text(reference),
+                statuses.get(status, status),
+                requested_by,
+                decided_by or "",
+                x.iso_local(decided),
+                tx,
+            )
+
+        return x.export_response(
+            export=export,
+            filename="recharge-requests",
+            columns=[
+                x.Column(_("Request"), x.NUMBER),
+                x.Column(_("Created at"), x.DATETIME),
+                x.Column(_("Wallet"), x.NUMBER),
+                x.Column(_("Tenant")),
+                x.Column(_("Amount (CNY)"), x.MONEY),
+                x.Column(_("Method")),
+                x.Column(_("Reference")),
+                x.Column(_("Status")),
+                x.Column(_("Requested by")),
+                x.Column(_("Decided by")),
+                x.Column(_("Decided at"), x.DATETIME),
+                x.Column(_("Transaction"), x.NUMBER),
+            ],
+            rows=map(convert, rows.iterator(chunk_size=x.CHUNK_SIZE)),
+        )
 
     def decided_message(self, approve: bool) -> str:
         if approve:

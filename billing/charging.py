@@ -394,12 +394,6 @@ def compute_hour_charges(hour: datetime) -> dict[int, Charge]:
     return charges
 
 
-def _memo_hour(hour: datetime) -> str:
-    return _("Resource charge %(hour)s") % {
-        "hour": hour.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:00")
-    }
-
-
 def _move_balances(deltas: dict[int, Decimal]) -> None:
     for wallet_id, delta in sorted(deltas.items()):  # one lock order: by wallet id
         if delta:
@@ -448,7 +442,7 @@ def charge_hour(hour: datetime, *, engine: str | None = None) -> tuple[int, Deci
 
     Idempotent: wallets already charged for the hour are left alone."""
     engine = engine or ("sql" if _use_sql() else "python")
-    memo = _memo_hour(hour)
+    memo = ""  # language-neutral: billing.memos renders it from kind and period_start
     with transaction.atomic():
         _advisory_lock(LOCK_CHARGE, hour)
         if engine == "python":
@@ -659,14 +653,10 @@ def compute_month_fees(start: datetime) -> dict[int, Decimal]:
     return {wallet_id: amount for wallet_id, amount in fees.items() if amount > 0}
 
 
-def _memo_month(start: datetime) -> str:
-    return _("Management fee %(month)s") % {"month": start.astimezone(SHANGHAI).strftime("%Y-%m")}
-
-
 def charge_month(start: datetime, *, engine: str | None = None) -> tuple[int, Decimal]:
     """Post the management fees due at month start `start`; returns (transactions, amount)."""
     engine = engine or ("sql" if _use_sql() else "python")
-    memo = _memo_month(start)
+    memo = ""  # language-neutral: billing.memos renders it from kind and period_start
     with transaction.atomic():
         _advisory_lock(LOCK_FEE, start)
         if engine == "sql":

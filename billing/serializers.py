@@ -15,6 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import User
+from billing.memos import describe
 from billing.models import (
     MONEY,
     RATE,
@@ -309,6 +310,9 @@ class EntrySerializer(serializers.ModelSerializer):
 
 class TransactionSerializer(serializers.ModelSerializer):
     entries = EntrySerializer(many=True, read_only=True)
+    memo = serializers.SerializerMethodField(
+        help_text=_("What the transaction is about, in the reader's language.")
+    )
 
     class Meta:
         model = Transaction
@@ -327,6 +331,9 @@ class TransactionSerializer(serializers.ModelSerializer):
             "reverses",
         ]
         read_only_fields = fields
+
+    def get_memo(self, obj: Transaction) -> str:
+        return describe(obj)
 
 
 class TransactionFilterSerializer(serializers.Serializer):

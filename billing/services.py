@@ -173,7 +173,6 @@ def _recharge(
         kind=TransactionKind.RECHARGE,
         wallet=wallet,
         legs=[(wallet, amount), (None, -amount)],
-        memo=_("Recharge"),
         created_by=actor,
         method=method[:32],
         reference=reference[:200],
@@ -285,7 +284,6 @@ def wallet_adjust(*, actor: Any, wallet: Wallet, amount: Any, reason: str) -> Tr
         kind=TransactionKind.ADJUSTMENT,
         wallet=wallet,
         legs=[(wallet, value), (other, -value)],
-        memo=_("Adjustment"),
         created_by=actor,
         reason=reason.strip(),
     )
@@ -321,7 +319,6 @@ def transaction_reverse(*, actor: Any, tx: Transaction, reason: str) -> Transact
         kind=TransactionKind.ADJUSTMENT,
         wallet=original.wallet,
         legs=legs,
-        memo=_("Reversal of #%(id)d") % {"id": original.pk},
         created_by=actor,
         reason=reason.strip(),
         reverses=original,

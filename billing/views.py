@@ -45,6 +45,7 @@ from billing.models import (
     Wallet,
 )
 from billing.selectors import wallets_visible_to
+from reports import charts
 from teachcloud.errors import ServiceError
 from tenancy import selectors
 from tenancy.forms import apply_service_error
@@ -197,6 +198,7 @@ def _domain_page(request: HttpRequest, domain: Domain, forms: dict[str, Any]) ->
         "allocation_url": "portal:billing_domain_allocation",
         "tenant_pk": domain.pk,
         **_decidable_requests(request, Level.PROJECT, domain_id=domain.pk),
+        "charts": charts.domain_charts(domain=domain, wallet=wallet),
     }
     return render(request, "billing/domain_billing.html", context)
 
@@ -209,7 +211,8 @@ def _domain_allocation_form(
     data: Any,
 ) -> AllocationForm:
     ids = [p.pk for p in allocatable]
-    form = AllocationForm(data, projects=Project.objects.filter(pk__in=ids).order_by("name"))
+    projects = Project.objects.filter(pk__in=ids).select_related("domain").order_by("name")
+    form = AllocationForm(data, projects=projects)
     project_field = form.fields["project"]
     project_field.required = not may_domain
     if may_domain:
@@ -236,6 +239,7 @@ def _project_page(request: HttpRequest, project: Project, forms: dict[str, Any])
         "quote_url": "portal:billing_project_quote",
         "allocation_url": "portal:billing_project_allocation",
         "tenant_pk": project.pk,
+        "charts": charts.project_charts(project=project, wallet=wallet),
         **_project_request_context(request, project, forms),
         "may_limits": may_limits,
         "member_rows": _member_rows(request, project, may_limits, forms),
@@ -711,6 +715,7 @@ def my_usage(request: HttpRequest) -> HttpResponse:
     if is_htmx(request):
         return render(request, "billing/partials/usage_cards.html", {"usage_rows": rows})
     context = {"usage_rows": rows, **_member_request_context(request, None)}
+    context["charts"] = charts.my_usage_charts(user=request.user)
     return render(request, "billing/my_usage.html", context)
 
 
@@ -753,7 +758,7 @@ def _own_memberships(user: Any) -> QuerySet[Membership]:
     return (
         Membership.objects.active()
         .filter(user=user)
-        .select_related("project")
+        .select_related("project", "user")
         .order_by("project__name")
     )
 

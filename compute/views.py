@@ -300,7 +300,10 @@ def server_create(request: HttpRequest, pk: int) -> HttpResponse:
                 key_name=data["key_name"],
             )
         except ServiceError as exc:
-            apply_service_error(form, exc)
+            if set(exc.fields or {}) <= set(form.fields):
+                apply_service_error(form, exc)
+            else:  # resources over a limit: the detail names them in plain words
+                form.add_error(None, exc.detail)
         else:
             messages.success(
                 request,

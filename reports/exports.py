@@ -34,6 +34,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.request import Request
 
+from billing.memos import memo_renderer
 from billing.models import Allocation, Entry, Transaction, TransactionKind, Wallet
 from teachcloud.errors import ServiceError
 
@@ -246,13 +247,15 @@ def transactions_export(*, transactions: QuerySet[Transaction], export: str) -> 
             "wallet_id",
             "amount",
             "transaction__memo",
+            "transaction__reverses_id",
         )
     )
     kinds = {value: str(label) for value, label in TransactionKind.choices}
     names = _tenant_names()
+    describe = memo_renderer()  # translated now, in the request's language
 
     def convert(row: tuple) -> tuple:
-        tx, kind, created, period, wallet, amount, memo = row
+        tx, kind, created, period, wallet, amount, memo, reverses = row
         return (
             tx,
             kinds.get(kind, kind),
@@ -261,7 +264,7 @@ def transactions_export(*, transactions: QuerySet[Transaction], export: str) -> 
             wallet,
             names.get(wallet, ""),
             amount,
-            text(memo),
+            text(describe(kind=kind, period_start=period, reverses_id=reverses, memo=memo)),
         )
 
     return export_response(
@@ -301,14 +304,18 @@ def recharges_export(*, wallet: Wallet, export: str) -> HttpResponseBase:
             "transaction__memo",
         )
     )
+
+    describe = memo_renderer()  # translated now, in the request's language
+
+    def convert(row: tuple) -> tuple:
+        memo = describe(kind=TransactionKind.RECHARGE, memo=row[6])
+        return (row[0], iso_local(row[1]), row[2], *(text(cell) for cell in (*row[3:6], memo)))
+
     return export_response(
         export=export,
         filename=f"wallet-{wallet.pk}-recharges",
         columns=RECHARGE_COLUMNS,
-        rows=_mapped(
-            _stream(rows),
-            lambda row: (row[0], iso_local(row[1]), row[2], *(text(cell) for cell in row[3:])),
-        ),
+        rows=_mapped(_stream(rows), convert),
     )
 
 

@@ -75,6 +75,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             )
             .order_by("name")
         )
+        if can(user, Action.REPORT_FINANCE):
+            from reports.charts import platform_charts
+
+            context["charts"] = platform_charts()
     if roles.domains:
         domains = list(
             selectors.domains_visible_to(user)

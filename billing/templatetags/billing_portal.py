@@ -28,3 +28,11 @@ def payment_method(value: str) -> str:
     from billing.forms import PAYMENT_METHODS
 
     return str(dict(PAYMENT_METHODS).get(value, value))
+
+
+@register.filter
+def tx_memo(tx: Any) -> str:
+    """What a transaction is about, in the reader's language (`billing.memos`)."""
+    from billing.memos import describe
+
+    return describe(tx)

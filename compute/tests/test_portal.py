@@ -197,6 +197,20 @@ def test_a_refused_create_shows_the_numbers(w, run, login):
     assert not Server.objects.filter(name="second").exists()
 
 
+def test_a_refused_create_names_the_resources_in_words_once(w, run, login):
+    """The refusal lists each resource over the limit once, by its name, not by a field key."""
+    set_limit(w, w.member, (1, 16, 200))
+    built(w, run)
+    response = login(w.member).post(
+        reverse("portal:server_create", args=[w.project.pk]),
+        {"name": "second", "flavor": flavor("m1.small").pk, "image": image().pk},
+    )
+    html = response.content.decode()
+    assert "Your limit in this project would be exceeded (vCPU: 1 held + 1 asked &gt; 1)" in html
+    assert html.count("1 held + 1 asked") == 1
+    assert "vcpus:" not in html
+
+
 # -- Acting on a VM ---------------------------------------------------------------------------
 
 

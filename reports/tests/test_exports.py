@@ -172,7 +172,7 @@ def test_recharges_export_and_foreign_wallet_404(w):
     rows = csv_rows(client_for(w.domain_admin).get(url, {"export": "csv"}))
     assert rows[0][:3] == ["Transaction", "Created at", "Amount (CNY)"]
     assert rows[1:] == [
-        [str(tx.pk), rows[1][1], "50.0000", tx.payer, "bank", tx.reference, tx.memo]
+        [str(tx.pk), rows[1][1], "50.0000", tx.payer, "bank", tx.reference, "Recharge"]
     ]
     xrows = xlsx_rows(client_for(w.domain_admin).get(url, {"export": "xlsx"}))
     assert xrows[1][0] == tx.pk and Decimal(str(xrows[1][2])) == Decimal("50")

@@ -29,3 +29,17 @@ def page(browser, request, settings):
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+def sign_in(page, base: str, username: str, password: str | None = None) -> None:
+    """Sign in through the login form (the factories' password unless told)."""
+    from django.urls import reverse
+
+    from teachcloud.testing.factories import PASSWORD
+
+    page.goto(base + reverse("account_login"))
+    page.fill("input[name=login]", username)
+    page.fill("input[name=password]", password or PASSWORD)
+    page.locator("form button[type=submit]").last.click()
+    page.wait_for_load_state("networkidle")
+    assert "/accounts/login/" not in page.url, f"{username} could not sign in"
