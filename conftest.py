@@ -37,6 +37,23 @@ def _fresh_cache():
 
 
 @pytest.fixture(autouse=True)
+def _seeded_rows(request):
+    """The rows data migrations seed, present in every database test: a transactional test
+    (`django_db(transaction=True)`) ends with a flush that removes them for every later test."""
+    if "_django_db_helper" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("_django_db_helper")
+    from importlib import import_module
+
+    from django.apps import apps
+
+    # The platform wallet, the default price plan and the capacity row.
+    import_module("billing.migrations.0002_defaults").forwards(apps, None)
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _default_language():
     """A request in Chinese leaves zh-hans active in the thread; no test inherits it."""
     from django.utils import translation

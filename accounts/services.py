@@ -346,16 +346,51 @@ def _platform_access_apply(
     return user
 
 
-FINANCE_GROUP = "Finance staff"  # created with its view permissions by accounts.0003
+FINANCE_GROUP = "Finance staff"
+# The money models finance staff may look at (view permission only); accounts.0003 holds the
+# same list, frozen, for the migration that first created the group.
+FINANCE_VIEW_MODELS = {
+    "billing": [
+        "allocation",
+        "allocationrequest",
+        "chargeline",
+        "entry",
+        "lockperiod",
+        "memberconsumption",
+        "platformcapacity",
+        "priceversion",
+        "rechargerequest",
+        "transaction",
+        "wallet",
+    ],
+    "reports": ["statement", "statementline"],
+}
+
+
+def finance_group() -> Any:
+    """The "Finance staff" group with exactly the view permissions of the money models (found
+    or made, and mended if someone changed or deleted it)."""
+    from django.contrib.auth.models import Group, Permission
+    from django.db.models import Q
+
+    group, _created = Group.objects.get_or_create(name=FINANCE_GROUP)
+    wanted = Q(pk__in=[])
+    for app_label, models in FINANCE_VIEW_MODELS.items():
+        wanted |= Q(
+            content_type__app_label=app_label,
+            codename__in=[f"view_{model}" for model in models],
+        )
+    permissions = list(Permission.objects.filter(wanted).values_list("pk", flat=True))
+    if set(group.permissions.values_list("pk", flat=True)) != set(permissions):
+        group.permissions.set(permissions)
+    return group
 
 
 def finance_group_sync(*, user: User) -> None:
-    """Keep the "Finance staff" group (view permissions of the money models) in step with the
-    platform role: finance staff with admin access are in it, nobody else. The admin still
-    decides access through tenancy.permissions; the group makes the grant visible and usable."""
-    from django.contrib.auth.models import Group
-
-    group, _created = Group.objects.get_or_create(name=FINANCE_GROUP)
+    """Keep the "Finance staff" group in step with the platform role: finance staff with admin
+    access are in it, nobody else. The admin still decides access through tenancy.permissions;
+    the group makes the grant visible and usable."""
+    group = finance_group()
     if user.platform_role == "finance" and user.is_staff:
         user.groups.add(group)
     else:

@@ -203,6 +203,30 @@ def _set_status(tenant: Domain | Project, status: str) -> None:
         tenant.status = status
 
 
+# -- Requests to the compute side --------------------------------------------------------------
+
+
+def _compute_request(**fields: Any) -> ComputeRequest:
+    """Record what the servers must do and, once committed, ask a worker to do it now rather
+    than at the next beat tick (`compute-requests`, every minute, stays the safety net)."""
+    request = ComputeRequest.objects.create(**fields)
+    if settings.TEACHCLOUD_COMPUTE_REQUESTS_NOW:
+        pending = transaction.get_connection().run_on_commit
+        if not any(entry[1] is _process_compute_requests for entry in pending):
+            transaction.on_commit(_process_compute_requests)
+    return request
+
+
+def _process_compute_requests() -> None:
+    """By name: billing does not import compute (compute depends on billing)."""
+    from celery import current_app
+
+    try:
+        current_app.send_task("compute.tasks_jobs.compute_requests_process")
+    except Exception:  # the broker being down must not fail a committed lock
+        log.warning("could not queue compute_requests_process; beat will pick it up")
+
+
 # -- Tenant locks -----------------------------------------------------------------------------
 
 
@@ -217,9 +241,7 @@ def _lock(*, wallet: Wallet, actor: Any, reason: str, now: datetime, unpaid: boo
     actor = actor if getattr(actor, "pk", None) else None
     LockPeriod.objects.create(wallet=wallet, start=now, reason=reason[:200], locked_by=actor)
     _set_status(tenant, TenantStatus.LOCKED)
-    ComputeRequest.objects.create(
-        action=ComputeAction.STOP, reason=reason[:200], created_at=now, **scope
-    )
+    _compute_request(action=ComputeAction.STOP, reason=reason[:200], created_at=now, **scope)
     audit_record(
         actor=actor,
         action="tenant.lock",
@@ -313,7 +335,7 @@ def tenant_unlock(
     _set_status(tenant, TenantStatus.ACTIVE)
     scope = _scope(wallet)
     if restart_servers:
-        ComputeRequest.objects.create(
+        _compute_request(
             action=ComputeAction.RESTART,
             reason=_("Unlocked by %(who)s") % {"who": actor},
             created_at=now,
@@ -498,7 +520,7 @@ def _member_budget_step(
         membership.locked = True
         membership.save(update_fields=["locked"])
         reason = _("Budget used up: ¥%(consumption)s of ¥%(budget)s") % context
-        ComputeRequest.objects.create(
+        _compute_request(
             action=ComputeAction.STOP,
             domain=project.domain,
             project=project,
@@ -766,7 +788,7 @@ def _purge(*, wallet: Wallet, tenant: Any, now: datetime) -> None:
     Project.objects.filter(pk__in=[p.pk for p in projects]).update(status=TenantStatus.PURGED)
     type(tenant).objects.filter(pk=tenant.pk).update(status=TenantStatus.PURGED)
     tenant.status = TenantStatus.PURGED
-    ComputeRequest.objects.create(
+    _compute_request(
         action=ComputeAction.DELETE,
         reason=_("Purged: fees unpaid since %(since)s")
         % {"since": f"{wallet.unpaid_since:%Y-%m-%d}"},

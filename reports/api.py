@@ -192,7 +192,12 @@ class StatementViewSet(JsonApiMixin, viewsets.GenericViewSet):
         responses={
             (200, PDF_MEDIA_TYPE): OpenApiResponse(
                 OpenApiTypes.BINARY, description=gettext_lazy("The statement (PDF, A4).")
-            )
+            ),
+            503: OpenApiResponse(
+                description=gettext_lazy(
+                    "`pdf_font_missing`: the server lacks the CJK font PDFs are drawn with."
+                )
+            ),
         },
     )
     @action(detail=True, methods=["get"], content_negotiation_class=IgnoreAccept)

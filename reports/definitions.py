@@ -22,7 +22,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest, Least, TruncMonth
 from django.utils import timezone
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from billing.models import (
     Allocation,
@@ -330,8 +330,8 @@ register(
             ("ram_gib", Column(gettext_lazy("RAM (GiB)"), NUMBER)),
             ("disk_gib", Column(gettext_lazy("Disk (GiB)"), NUMBER)),
             ("budget", Column(gettext_lazy("Budget (CNY)"), MONEY)),
-            ("start", Column(gettext_lazy("Start"), DATETIME)),
-            ("end", Column(gettext_lazy("End"), DATETIME)),
+            ("start", Column(pgettext_lazy("period", "Start"), DATETIME)),
+            ("end", Column(pgettext_lazy("period", "End"), DATETIME)),
             ("created_by", Column(gettext_lazy("Set by"))),
         ],
         action=Action.REPORT_OWN,
@@ -520,8 +520,8 @@ register(
             ("vcpus", Column(gettext_lazy("vCPUs"), NUMBER)),
             ("ram_gib", Column(gettext_lazy("RAM (GiB)"), NUMBER)),
             ("disk_gib", Column(gettext_lazy("Disk (GiB)"), NUMBER)),
-            ("start", Column(gettext_lazy("Start"), DATETIME)),
-            ("end", Column(gettext_lazy("End"), DATETIME)),
+            ("start", Column(pgettext_lazy("period", "Start"), DATETIME)),
+            ("end", Column(pgettext_lazy("period", "End"), DATETIME)),
             ("hours", Column(gettext_lazy("Hours in the period"), NUMBER)),
         ],
         action=Action.REPORT_OWN,

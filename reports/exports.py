@@ -29,7 +29,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.request import Request
@@ -329,8 +329,8 @@ ALLOCATION_COLUMNS = [
     Column(gettext_lazy("RAM (GiB)"), NUMBER),
     Column(gettext_lazy("Disk (GiB)"), NUMBER),
     Column(gettext_lazy("Budget (CNY)"), MONEY),
-    Column(gettext_lazy("Start"), DATETIME),
-    Column(gettext_lazy("End"), DATETIME),
+    Column(pgettext_lazy("period", "Start"), DATETIME),
+    Column(pgettext_lazy("period", "End"), DATETIME),
 ]
 
 

@@ -40,7 +40,7 @@ def hour(h: int, day: int = 5) -> datetime:
 def rows(slug: str, user, **params) -> list[dict]:
     report = get_report(user, slug)
     filters = parse_filters(user, report, {k: str(v) for k, v in params.items()})
-    return [report.as_dict(cells) for cells in report.rows(user, filters)]
+    return [dict(zip(report.keys, cells, strict=True)) for cells in report.rows(user, filters)]
 
 
 @pytest.fixture

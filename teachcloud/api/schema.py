@@ -37,4 +37,8 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                     status,
                     {"description": description, "content": {"application/json": {"schema": ref}}},
                 )
+            for status, response in responses.items():
+                # An error a view declares with only a description (e.g. a 503) has the same body.
+                if str(status)[0] in "45" and not response.get("content"):
+                    response["content"] = {"application/json": {"schema": ref}}
     return result

@@ -267,6 +267,8 @@ TEACHCLOUD_COMPUTE_BUILD_WAIT = env.float("TEACHCLOUD_COMPUTE_BUILD_WAIT", defau
 TEACHCLOUD_COMPUTE_ACTION_WAIT = env.float("TEACHCLOUD_COMPUTE_ACTION_WAIT", default=60.0)
 TEACHCLOUD_COMPUTE_TASK_STALE = env.float("TEACHCLOUD_COMPUTE_TASK_STALE", default=600.0)
 TEACHCLOUD_COMPUTE_POLL_INTERVAL = env.float("TEACHCLOUD_COMPUTE_POLL_INTERVAL", default=0.5)
+# A lock, unlock, budget stop or purge queues the compute task at commit (beat stays the net).
+TEACHCLOUD_COMPUTE_REQUESTS_NOW = env.bool("TEACHCLOUD_COMPUTE_REQUESTS_NOW", default=True)
 # The compute sync (compute.sync): what to do with servers in our cloud projects the portal does
 # not know ("report", "adopt" when their metadata names a member, "delete"), and after how many
 # minutes a build that never reached the cloud is given up (error, reservation released).

@@ -34,6 +34,8 @@ LANGUAGE_CODE = "en"
 # Compute: the root conftest starts the development cloud and points TEACHCLOUD_CLOUD at it (also
 # through the environment, for child processes). Cloud calls fail fast in tests.
 TEACHCLOUD_COMPUTE_TIMEOUT = env.float("TEACHCLOUD_COMPUTE_TIMEOUT", default=5.0)
+# Tests carry out compute requests themselves (compute_requests_process) where they mean to.
+TEACHCLOUD_COMPUTE_REQUESTS_NOW = False
 TEACHCLOUD_COMPUTE_RETRIES = env.int("TEACHCLOUD_COMPUTE_RETRIES", default=2)
 TEACHCLOUD_COMPUTE_BACKOFF = env.float("TEACHCLOUD_COMPUTE_BACKOFF", default=0.02)
 TEACHCLOUD_COMPUTE_BUILD_WAIT = env.float("TEACHCLOUD_COMPUTE_BUILD_WAIT", default=10.0)

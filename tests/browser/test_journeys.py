@@ -54,17 +54,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-@pytest.fixture(autouse=True)
-def _billing_defaults(db):
-    """What billing's data migration seeds (a transactional test's flush removes it): the
-    platform wallet, the default price plan since 2020 and the capacity row."""
-    from importlib import import_module
-
-    from django.apps import apps
-
-    import_module("billing.migrations.0002_defaults").forwards(apps, None)
-
-
 @pytest.fixture
 def fast_cloud(settings):
     """The lifecycle tasks wait for the development cloud only briefly (it moves in ~0.1 s)."""
