@@ -226,6 +226,7 @@ def _charge_cells(row: tuple) -> tuple:
         text(project),
         allocation,
         label(Level, level),
+        amount,
         *quantities,
         price,
         vcpu,
@@ -233,7 +234,6 @@ def _charge_cells(row: tuple) -> tuple:
         disk,
         iso_local(start),
         iso_local(end),
-        amount,
     )
 
 
@@ -253,6 +253,8 @@ register(
             ("project", Column(gettext_lazy("Project"))),
             ("allocation", Column(gettext_lazy("Allocation"))),
             ("level", Column(gettext_lazy("Level"))),
+            # The amount before its factors: it is what a reader looks for first.
+            ("amount", Column(gettext_lazy("Amount (CNY)"), MONEY)),
             ("vcpus", Column(gettext_lazy("vCPUs"), NUMBER)),
             ("ram_gib", Column(gettext_lazy("RAM (GiB)"), NUMBER)),
             ("disk_gib", Column(gettext_lazy("Disk (GiB)"), NUMBER)),
@@ -262,7 +264,6 @@ register(
             ("disk_gib_hour", Column(gettext_lazy("Per GiB-disk-hour (CNY)"), MONEY)),
             ("start", Column(gettext_lazy("From"), DATETIME)),
             ("end", Column(gettext_lazy("To"), DATETIME)),
-            ("amount", Column(gettext_lazy("Amount (CNY)"), MONEY)),
         ],
         action=Action.REPORT_TENANT,
         build=_charges,

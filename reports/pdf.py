@@ -50,6 +50,11 @@ def cjk_font() -> str:
     )
 
 
+def _quantity(value: Decimal) -> str:
+    """Exact, but without trailing zeros and with thousands separators: 1,152 / 28,800.5."""
+    return f"{value:,.4f}".rstrip("0").rstrip(".")
+
+
 def _money(value: Decimal | None) -> str:
     return "" if value is None else f"{q2(value):,.2f}"
 
@@ -104,7 +109,7 @@ def _render(statement: Statement, font: str) -> bytes:
     ]
     total = Decimal(0)
     for line in statement.lines.all():
-        quantity = f"{line.quantity} {line.unit}" if line.quantity is not None else ""
+        quantity = f"{_quantity(line.quantity)} {line.unit}" if line.quantity is not None else ""
         rows.append(
             [
                 cell(line.name),
@@ -125,7 +130,7 @@ def _render(statement: Statement, font: str) -> bytes:
             cell(statement.closing_balance),
         ],
     ]
-    table = Table(rows, colWidths=[62 * mm, 34 * mm, 24 * mm, 25 * mm, 27 * mm], repeatRows=1)
+    table = Table(rows, colWidths=[50 * mm, 46 * mm, 24 * mm, 25 * mm, 27 * mm], repeatRows=1)
     table.setStyle(
         TableStyle(
             [
