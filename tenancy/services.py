@@ -486,11 +486,34 @@ def membership_update(
 
 
 @transaction.atomic(durable=True)
+def _ensure_no_servers_left(membership: Membership) -> None:
+    """A member leaves a project only without VMs there: their VMs would keep running, holding
+    (and being charged on) the project's allocation, owned by someone no longer in it. Deleting
+    them is a separate, confirmed step (the project's VMs tab), so nothing is lost by surprise."""
+    from compute.models import Server, ServerStatus
+
+    left = (
+        Server.objects.filter(project_id=membership.project_id, owner_id=membership.user_id)
+        .exclude(status=ServerStatus.DELETED)
+        .count()
+    )
+    if left:
+        raise Conflict(
+            _(
+                "%(user)s still has %(count)d VM(s) in this project: delete them first (the "
+                "project's VMs tab), then remove the member."
+            )
+            % {"user": membership.user, "count": left},
+            code="member_has_servers",
+        )
+
+
 def membership_remove(*, actor: Any, membership: Membership) -> None:
     membership = _lock_membership(membership)
     require(actor, Action.MEMBERSHIP_REMOVE, membership)
     if membership.role == "admin":
         _ensure_other_project_admin(membership)
+    _ensure_no_servers_left(membership)
     audit_record(
         actor=actor,
         action="membership.remove",

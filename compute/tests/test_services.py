@@ -564,3 +564,25 @@ def test_listing_visible_servers_takes_the_same_queries_for_more_servers(w, run)
     for name in ("b", "c", "d"):
         build(w, run, name=name)
     assert count() == few
+
+
+# -- Leaving a project ------------------------------------------------------------------------
+
+
+def test_a_member_with_vms_is_removed_only_after_their_vms_are_deleted(w, run):
+    from tenancy.services import membership_remove
+
+    server = build(w, run)
+    membership = Membership.objects.get(project=w.project, user=w.member)
+    with pytest.raises(Conflict) as refused:
+        membership_remove(actor=w.project_admin, membership=membership)
+    assert refused.value.code == "member_has_servers"
+    assert "1 VM(s)" in refused.value.detail
+    assert Membership.objects.filter(pk=membership.pk).exists()  # nothing changed
+
+    with run():
+        server_delete(actor=w.project_admin, server=server)
+    server.refresh_from_db()
+    assert server.status == "deleted"
+    membership_remove(actor=w.project_admin, membership=membership)
+    assert not Membership.objects.filter(pk=membership.pk).exists()
