@@ -115,20 +115,20 @@ def register(report: Report) -> Report:
 
 def reports_for(user: Any) -> list[Report]:
     """The reports this user may open, in catalogue order."""
-    _load()
+    load()
     return [report for report in REPORTS.values() if report.visible_to(user)]
 
 
 def get_report(user: Any, slug: str) -> Report:
     """The report, or a 404-shaped error when it does not exist or is not the user's to see."""
-    _load()
+    load()
     report = REPORTS.get(slug)
     if report is None or not report.visible_to(user):
         raise ServiceError(_("No such report."), code="not_found", status=404)
     return report
 
 
-def _load() -> None:
+def load() -> None:
     # The definitions register themselves on import (kept in their own module).
     import reports.definitions  # noqa: F401
 

@@ -276,23 +276,26 @@ register(
 # -- Allocation history -----------------------------------------------------------------------
 
 
+ALLOCATION_FIELDS = (
+    "pk",
+    "level",
+    "domain__name",
+    "project__name",
+    "user__username",
+    "vcpus",
+    "ram_gib",
+    "disk_gib",
+    "budget",
+    "start",
+    "end",
+    "created_by__username",
+)
+
+
 def _allocations(user: Any, filters: Filters) -> QuerySet:
     queryset = overlapping(allocations_visible_to(user), filters)
     queryset = tenant(queryset, filters, domain="domain", project="project")
-    return queryset.order_by("-start", "-pk").values_list(
-        "pk",
-        "level",
-        "domain__name",
-        "project__name",
-        "user__username",
-        "vcpus",
-        "ram_gib",
-        "disk_gib",
-        "budget",
-        "start",
-        "end",
-        "created_by__username",
-    )
+    return queryset.order_by("-start", "-pk").values_list(*ALLOCATION_FIELDS)
 
 
 def _allocation_cells(row: tuple) -> tuple:

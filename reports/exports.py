@@ -29,7 +29,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.request import Request
@@ -319,48 +319,17 @@ def recharges_export(*, wallet: Wallet, export: str) -> HttpResponseBase:
     )
 
 
-ALLOCATION_COLUMNS = [
-    Column(gettext_lazy("Allocation")),
-    Column(gettext_lazy("Level")),
-    Column(gettext_lazy("Domain")),
-    Column(gettext_lazy("Project")),
-    Column(gettext_lazy("Member")),
-    Column(gettext_lazy("vCPUs"), NUMBER),
-    Column(gettext_lazy("RAM (GiB)"), NUMBER),
-    Column(gettext_lazy("Disk (GiB)"), NUMBER),
-    Column(gettext_lazy("Budget (CNY)"), MONEY),
-    Column(pgettext_lazy("period", "Start"), DATETIME),
-    Column(pgettext_lazy("period", "End"), DATETIME),
-]
-
-
 def allocations_export(*, allocations: QuerySet[Allocation], export: str) -> HttpResponseBase:
-    """The (already scoped, filtered and ordered) allocation intervals, one row each."""
-    from billing.models import Level
+    """The (already scoped, filtered and ordered) allocation intervals, one row each: the cells
+    of the allocation history report (`reports.definitions`), for the API's own filters."""
+    from reports.catalog import REPORTS, load
+    from reports.definitions import ALLOCATION_FIELDS
 
-    levels = {value: str(label) for value, label in Level.choices}
-    rows = allocations.values_list(
-        "id",
-        "level",
-        "domain__name",
-        "project__name",
-        "user__username",
-        "vcpus",
-        "ram_gib",
-        "disk_gib",
-        "budget",
-        "start",
-        "end",
-    )
-
-    def convert(row: tuple) -> tuple:
-        start, end = iso_local(row[9]), iso_local(row[10])
-        names = (text(row[2]), text(row[3]), text(row[4]))
-        return (row[0], levels.get(row[1], row[1]), *names, *row[5:9], start, end)
-
+    load()
+    report = REPORTS["allocations"]
     return export_response(
         export=export,
         filename="allocations",
-        columns=ALLOCATION_COLUMNS,
-        rows=_mapped(_stream(rows), convert),
+        columns=report.export_columns,
+        rows=_mapped(_stream(allocations.values_list(*ALLOCATION_FIELDS)), report.convert),
     )
