@@ -94,26 +94,23 @@ def recharge_requests_visible_to(user: Any) -> QuerySet[RechargeRequest]:
 def holdings_visible_to(user: Any) -> QuerySet[Holding]:
     """VM holdings (reports): platform and finance staff all; domain staff their domains'
     projects; project staff their projects; anyone their own (also in a project they left)."""
-    roles = roles_of(user)
-    if not roles.active:
-        return Holding.objects.none()
-    if _sees_everything(user):
-        return Holding.objects.all()
-    return Holding.objects.filter(
-        Q(user_id=user.pk)
-        | Q(project__domain_id__in=roles.managed_domain_ids)
-        | Q(project_id__in=roles.managed_project_ids)
-    )
+    return _own_or_managed(Holding.objects.all(), user)
 
 
 def consumption_visible_to(user: Any) -> QuerySet[MemberConsumption]:
     """Members' rated hours (reports), scoped like holdings: a plain member sees their own."""
+    return _own_or_managed(MemberConsumption.objects.all(), user)
+
+
+def _own_or_managed(queryset: QuerySet, user: Any) -> QuerySet:
+    """Rows with `user` and `project`: everything for platform and finance staff, else the
+    user's own rows and those of the projects and domains they manage."""
     roles = roles_of(user)
     if not roles.active:
-        return MemberConsumption.objects.none()
+        return queryset.none()
     if _sees_everything(user):
-        return MemberConsumption.objects.all()
-    return MemberConsumption.objects.filter(
+        return queryset
+    return queryset.filter(
         Q(user_id=user.pk)
         | Q(project__domain_id__in=roles.managed_domain_ids)
         | Q(project_id__in=roles.managed_project_ids)
