@@ -22,6 +22,10 @@ Rules (the README repeats them):
   transaction ids it sums. Money is exact (4 places) in the database and shown rounded once
   to cents (q2, half up) next to the exact figure.
 - Issued statements are never changed; (wallet, month) is unique and issuing again is a no-op.
+- The cutoff is never later than the start of any transaction still open on the database (minus
+  a margin for clock skew): rows such a transaction writes carry a `created_at` at or after its
+  start and become visible only when it commits, perhaps after the statement — so they must
+  fall after the cutoff and land on the next statement rather than on neither.
 """
 
 from __future__ import annotations
@@ -29,13 +33,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Case, Count, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
@@ -110,6 +114,26 @@ def _booked_entries(wallet: Wallet) -> QuerySet[Entry]:
 
 def _sum(queryset: QuerySet[Entry]) -> Decimal:
     return queryset.aggregate(total=Sum("amount"))["total"] or ZERO
+
+
+OPEN_TRANSACTION_MARGIN = timedelta(seconds=5)  # application vs database clock skew
+
+
+def safe_cutoff(now: datetime) -> datetime:
+    """`now`, or earlier: just before the oldest transaction another session has open (see the
+    module docstring). PostgreSQL only; the demo's SQLite has one writer at a time."""
+    if connection.vendor != "postgresql":
+        return now
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT min(xact_start) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND xact_start IS NOT NULL"
+        )
+        oldest = cursor.fetchone()[0]
+    if oldest is None:
+        return now
+    return min(now, oldest - OPEN_TRANSACTION_MARGIN)
 
 
 def _covered(*, end: datetime, cutoff: datetime) -> Q:
@@ -310,15 +334,16 @@ def statement_issue(
             % {"month": f"{month:%Y-%m}"},
             code="statement_out_of_order",
         )
+    cutoff = safe_cutoff(now)
     entries = _booked_entries(wallet)
     previous = wallet.statements.filter(month__lt=month).order_by("-month").first()
-    covered = _covered(end=end, cutoff=now)
+    covered = _covered(end=end, cutoff=cutoff)
     if previous is not None:
         opening = previous.closing_balance
         earlier = _covered(end=previous.period_end, cutoff=previous.cutoff)
         current = entries.filter(covered).exclude(earlier)
     else:
-        opening = _sum(entries.filter(booked__lt=start, transaction__created_at__lte=now))
+        opening = _sum(entries.filter(booked__lt=start, transaction__created_at__lte=cutoff))
         current = entries.filter(covered, booked__gte=start)
     with translation.override(settings.LANGUAGE_CODE):  # names in the platform's language
         lines = _lines(wallet, current)
@@ -333,7 +358,7 @@ def statement_issue(
                 month=month,
                 period_start=start,
                 period_end=end,
-                cutoff=now,
+                cutoff=cutoff,
                 wallet_name=wallet_name[:300],
                 tenant_name=tenant_name[:200],
                 opening_balance=opening,
