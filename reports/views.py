@@ -25,6 +25,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_http_methods
 
 from billing.models import Wallet, WalletKind
 from billing.money import q2
@@ -183,12 +184,16 @@ def report_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def report_export(request: HttpRequest, slug: str) -> HttpResponseBase:
-    """The report as CSV or XLSX: streamed now when small, else a background job."""
+    """The report as CSV or XLSX: streamed now when small; else a background job, which a GET
+    only offers (a page with the row count and a button) and a POST creates — a link, a
+    prefetch or another site cannot start work on the user's behalf."""
     user = request.user
     report = _report(request, slug)
     back = reverse("portal:report", args=[slug])
-    export = request.GET.get("format", CSV)
+    params = request.POST if request.method == "POST" else request.GET
+    export = params.get("format", CSV)
     if export not in FORMATS:
         messages.error(
             request,
@@ -196,7 +201,7 @@ def report_export(request: HttpRequest, slug: str) -> HttpResponseBase:
         )
         return redirect(back)
     try:
-        filters = parse_filters(user, report, request.GET)
+        filters = parse_filters(user, report, params)
     except ServiceError as exc:
         messages.error(request, error_message(exc))
         return redirect(back)
@@ -207,6 +212,18 @@ def report_export(request: HttpRequest, slug: str) -> HttpResponseBase:
             filename=report.filename or report.slug,
             columns=report.export_columns,
             rows=report.rows(user, filters),
+        )
+    if request.method != "POST":
+        return render(
+            request,
+            "reports/export_confirm.html",
+            {
+                "report": report,
+                "count": count,
+                "export": export,
+                "fields": {**filters.as_query(), "format": export},
+                "back": back + _query(filters.as_query()),
+            },
         )
     job = jobs.export_job_create(
         owner=user, report=report, filters=filters, export=export, rows_total=count

@@ -27,6 +27,7 @@ API = "/api/v1"
 
 ROLES = [
     "platform",  # platform staff (operator)
+    "finance",  # finance staff: no home domain, no roles; reads everything, writes nothing
     "domain_admin",
     "domain_assistant",
     "project_admin",
@@ -100,8 +101,16 @@ def other_domain_user(w: World) -> int:
     return UserFactory(home_domain=w.other_domain).pk
 
 
+# Finance staff (tenancy.permissions `roles.finance`) see every domain, project, user,
+# membership, wallet, transaction, allocation, server and statement through the scoped selectors,
+# but no action lets them change anything: a read is 200 and a write a 403 (visible but
+# forbidden), never a 404 and never a 400 for an object they cannot see.
+FINANCE_READS = {"finance": 200}
+FINANCE_FORBIDDEN = {"finance": 403}
+
 OWN_LISTS = expect(200)
-PLATFORM_AND_OTHER = expect(404, platform=200, other_admin=200)
+FOREIGN_READ = expect(404, platform=200, other_admin=200, **FINANCE_READS)
+FOREIGN_WRITE = expect(404, platform=200, other_admin=200, **FINANCE_FORBIDDEN)
 
 CASES: list[Case] = [
     # -- auth --
@@ -136,7 +145,7 @@ CASES: list[Case] = [
         "show foreign domain",
         "GET",
         lambda w: f"{API}/domains/{w.other_domain.pk}/",
-        PLATFORM_AND_OTHER,
+        FOREIGN_READ,
     ),
     Case(
         "rename own domain",
@@ -149,7 +158,7 @@ CASES: list[Case] = [
         "rename foreign domain",
         "PATCH",
         lambda w: f"{API}/domains/{w.other_domain.pk}/",
-        PLATFORM_AND_OTHER,
+        FOREIGN_WRITE,
         lambda w: {"name": "Renamed"},
     ),
     # -- projects --
@@ -164,7 +173,7 @@ CASES: list[Case] = [
         "create project in foreign domain",
         "POST",
         lambda w: f"{API}/projects/",
-        expect(400, platform=201, other_admin=201),
+        expect(400, platform=201, other_admin=201, **FINANCE_FORBIDDEN),
         lambda w: {"domain": w.other_domain.pk, "name": "New", "code": "new"},
     ),
     Case(
@@ -177,20 +186,20 @@ CASES: list[Case] = [
         "show foreign project",
         "GET",
         lambda w: f"{API}/projects/{w.other_project.pk}/",
-        PLATFORM_AND_OTHER,
+        FOREIGN_READ,
     ),
     Case(
         "edit own project",
         "PATCH",
         lambda w: f"{API}/projects/{w.project.pk}/",
-        expect(200, member=403, other_admin=404),
+        expect(200, member=403, other_admin=404, **FINANCE_FORBIDDEN),
         lambda w: {"name": "Renamed"},
     ),
     Case(
         "edit foreign project",
         "PATCH",
         lambda w: f"{API}/projects/{w.other_project.pk}/",
-        PLATFORM_AND_OTHER,
+        FOREIGN_WRITE,
         lambda w: {"name": "Renamed"},
     ),
     # -- users --
@@ -198,14 +207,14 @@ CASES: list[Case] = [
         "create user in own domain",
         "POST",
         lambda w: f"{API}/users/",
-        expect(201, member=403, other_admin=400),
+        expect(201, member=403, other_admin=400, **FINANCE_FORBIDDEN),
         new_user_payload("domain"),
     ),
     Case(
         "create user in foreign domain",
         "POST",
         lambda w: f"{API}/users/",
-        expect(400, platform=201, other_admin=201),
+        expect(400, platform=201, other_admin=201, **FINANCE_FORBIDDEN),
         new_user_payload("other_domain"),
     ),
     Case(
@@ -217,14 +226,19 @@ CASES: list[Case] = [
         lambda w: f"{API}/users/{w.outsider.pk}/",
         expect(200, member=404, other_admin=404),
     ),
-    Case(
-        "show foreign user", "GET", lambda w: f"{API}/users/{w.other_admin.pk}/", PLATFORM_AND_OTHER
-    ),
+    Case("show foreign user", "GET", lambda w: f"{API}/users/{w.other_admin.pk}/", FOREIGN_READ),
     Case(
         "edit member's real name",
         "PATCH",
         lambda w: f"{API}/users/{w.member.pk}/",
-        expect(200, domain_assistant=403, project_assistant=403, member=403, other_admin=404),
+        expect(
+            200,
+            domain_assistant=403,
+            project_assistant=403,
+            member=403,
+            other_admin=404,
+            **FINANCE_FORBIDDEN,
+        ),
         lambda w: {"real_name": "改名"},
     ),
     Case(
@@ -238,7 +252,7 @@ CASES: list[Case] = [
         "edit foreign user's real name",
         "PATCH",
         lambda w: f"{API}/users/{w.other_admin.pk}/",
-        PLATFORM_AND_OTHER,
+        FOREIGN_WRITE,
         lambda w: {"real_name": "改名"},
     ),
     # -- memberships --
@@ -246,7 +260,7 @@ CASES: list[Case] = [
         "add member to own project",
         "POST",
         lambda w: f"{API}/memberships/",
-        expect(201, member=400, other_admin=400),
+        expect(201, member=400, other_admin=400, **FINANCE_FORBIDDEN),
         lambda w: {"project": w.project.pk, "user": w.outsider.pk, "role": "member"},
     ),
     Case(
@@ -260,11 +274,11 @@ CASES: list[Case] = [
         "add member to foreign project",
         "POST",
         lambda w: f"{API}/memberships/",
-        expect(400, platform=201, other_admin=201),
+        expect(400, platform=201, other_admin=201, **FINANCE_FORBIDDEN),
         lambda w: {"project": w.other_project.pk, "user": other_domain_user(w), "role": "member"},
     ),
     Case("show membership", "GET", membership_url("member"), expect(200, other_admin=404)),
-    Case("show foreign membership", "GET", foreign_membership_url, PLATFORM_AND_OTHER),
+    Case("show foreign membership", "GET", foreign_membership_url, FOREIGN_READ),
     Case(
         "promote member to assistant",
         "PATCH",
@@ -276,14 +290,14 @@ CASES: list[Case] = [
         "keep member a member",
         "PATCH",
         membership_url("member"),
-        expect(200, member=403, other_admin=404),
+        expect(200, member=403, other_admin=404, **FINANCE_FORBIDDEN),
         lambda w: {"role": "member"},
     ),
     Case(
         "remove member",
         "DELETE",
         membership_url("member"),
-        expect(204, member=403, other_admin=404),
+        expect(204, member=403, other_admin=404, **FINANCE_FORBIDDEN),
     ),
     Case(
         "remove project assistant",
@@ -295,13 +309,20 @@ CASES: list[Case] = [
         "remove last project admin",
         "DELETE",
         membership_url("project_admin"),
-        expect(409, domain_assistant=403, project_assistant=403, member=404, other_admin=404),
+        expect(
+            409,
+            domain_assistant=403,
+            project_assistant=403,
+            member=404,
+            other_admin=404,
+            **FINANCE_FORBIDDEN,
+        ),
     ),
     Case(
         "remove foreign member",
         "DELETE",
         foreign_membership_url,
-        expect(404, platform=204, other_admin=204),
+        expect(404, platform=204, other_admin=204, **FINANCE_FORBIDDEN),
     ),
     # -- domain roles --
     Case(
@@ -315,33 +336,33 @@ CASES: list[Case] = [
         "appoint foreign domain assistant",
         "POST",
         lambda w: f"{API}/domain-roles/",
-        expect(400, platform=201, other_admin=201),
+        expect(400, platform=201, other_admin=201, **FINANCE_FORBIDDEN),
         lambda w: {"domain": w.other_domain.pk, "user": other_domain_user(w), "role": "assistant"},
     ),
     Case(
         "show domain assistant grant",
         "GET",
         domain_role_url("domain_assistant"),
-        expect(404, platform=200, domain_admin=200, domain_assistant=200),
+        expect(404, platform=200, domain_admin=200, domain_assistant=200, **FINANCE_READS),
     ),
-    Case("show foreign domain grant", "GET", domain_role_url("other_admin"), PLATFORM_AND_OTHER),
+    Case("show foreign domain grant", "GET", domain_role_url("other_admin"), FOREIGN_READ),
     Case(
         "remove domain assistant",
         "DELETE",
         domain_role_url("domain_assistant"),
-        expect(404, platform=204, domain_admin=204, domain_assistant=403),
+        expect(404, platform=204, domain_admin=204, domain_assistant=403, **FINANCE_FORBIDDEN),
     ),
     Case(
         "remove last domain admin",
         "DELETE",
         domain_role_url("domain_admin"),
-        expect(404, platform=409, domain_admin=409, domain_assistant=403),
+        expect(404, platform=409, domain_admin=409, domain_assistant=403, **FINANCE_FORBIDDEN),
     ),
     Case(
         "remove last foreign domain admin",
         "DELETE",
         domain_role_url("other_admin"),
-        expect(404, platform=409, other_admin=409),
+        expect(404, platform=409, other_admin=409, **FINANCE_FORBIDDEN),
     ),
 ]
 
@@ -510,14 +531,15 @@ CASES += [
         "allocate to foreign project",
         "POST",
         lambda w: f"{API}/allocations/",
-        expect(400, platform=409, other_admin=409),  # visible to them, but nothing to give
+        # visible to them, but nothing to give; finance sees the project but may not allocate
+        expect(400, platform=409, other_admin=409, **FINANCE_FORBIDDEN),
         allocation_payload("other_project"),
     ),
     Case(
         "set member limit",
         "POST",
         lambda w: f"{API}/allocations/",
-        expect(201, member=403, other_admin=400),
+        expect(201, member=403, other_admin=400, **FINANCE_FORBIDDEN),
         allocation_payload("membership"),
     ),
     # -- wallets --
@@ -525,21 +547,26 @@ CASES += [
         "show own domain wallet",
         "GET",
         wallet_url("domain"),
-        expect(404, **DOMAIN_STAFF),
+        expect(404, **DOMAIN_STAFF, **FINANCE_READS),
     ),
     Case(
         "show own project wallet",
         "GET",
         wallet_url("project"),
-        expect(404, **PROJECT_STAFF),
+        expect(404, **PROJECT_STAFF, **FINANCE_READS),
     ),
-    Case("show foreign project wallet", "GET", wallet_url("other_project"), PLATFORM_AND_OTHER),
-    Case("show platform wallet", "GET", wallet_url(None), expect(404, platform=200)),
+    Case("show foreign project wallet", "GET", wallet_url("other_project"), FOREIGN_READ),
+    Case(
+        "show platform wallet",
+        "GET",
+        wallet_url(None),
+        expect(404, platform=200, **FINANCE_READS),  # WALLET_VIEW of the platform wallet
+    ),
     Case(
         "set domain credit ceiling",
         "PATCH",
         wallet_url("domain"),
-        expect(404, platform=200, domain_admin=403, domain_assistant=403),
+        expect(404, platform=200, domain_admin=403, domain_assistant=403, **FINANCE_FORBIDDEN),
         lambda w: {"credit_ceiling": "10"},
     ),
     Case(
@@ -553,6 +580,7 @@ CASES += [
             domain_assistant=403,
             project_admin=200,
             project_assistant=403,
+            **FINANCE_FORBIDDEN,
         ),
         lambda w: {"credit_limit": "0"},
     ),
@@ -560,14 +588,14 @@ CASES += [
         "set project alert threshold",
         "PATCH",
         wallet_url("project"),
-        expect(404, **PROJECT_STAFF),
+        expect(404, **PROJECT_STAFF, **FINANCE_FORBIDDEN),
         lambda w: {"alert_threshold": "3"},
     ),
     Case(
         "recharge own domain wallet",
         "POST",
         wallet_url("domain", "recharges/"),
-        expect(404, platform=201, domain_admin=403, domain_assistant=403),
+        expect(404, platform=201, domain_admin=403, domain_assistant=403, **FINANCE_FORBIDDEN),
         lambda w: {"amount": "5", "method": "bank"},
     ),
     Case(
@@ -581,6 +609,7 @@ CASES += [
             domain_assistant=403,
             project_admin=403,
             project_assistant=403,
+            **FINANCE_FORBIDDEN,
         ),
         lambda w: {"amount": "5", "method": "bank"},
     ),
@@ -588,7 +617,7 @@ CASES += [
         "list own project wallet recharges",
         "GET",
         wallet_url("project", "recharges/"),
-        expect(404, **PROJECT_STAFF),
+        expect(404, **PROJECT_STAFF, **FINANCE_READS),
     ),
     Case(
         "request recharge of own project wallet",
@@ -601,6 +630,7 @@ CASES += [
             domain_assistant=201,
             project_admin=201,
             project_assistant=201,
+            **FINANCE_FORBIDDEN,
         ),
         lambda w: {"amount": "5", "method": "bank"},
     ),
@@ -608,7 +638,7 @@ CASES += [
         "request recharge of foreign domain wallet",
         "POST",
         wallet_url("other_domain", "recharge-requests/"),
-        expect(404, platform=201, other_admin=201),
+        expect(404, platform=201, other_admin=201, **FINANCE_FORBIDDEN),
         lambda w: {"amount": "5", "method": "bank"},
     ),
     Case(
@@ -622,6 +652,7 @@ CASES += [
             domain_assistant=403,
             project_admin=403,
             project_assistant=403,
+            **FINANCE_FORBIDDEN,
         ),
     ),
     Case(
@@ -635,13 +666,14 @@ CASES += [
             domain_assistant=403,
             project_admin=403,
             project_assistant=403,
+            **FINANCE_FORBIDDEN,
         ),
     ),
     Case(
         "show project transaction",
         "GET",
         project_transaction_url,
-        expect(404, **PROJECT_STAFF),
+        expect(404, **PROJECT_STAFF, **FINANCE_READS),
     ),
     # -- prices --
     Case(
@@ -677,7 +709,7 @@ CASES += [
         "unlock locked member",
         "POST",
         locked_member_unlock_url,
-        expect(200, member=403, other_admin=404),
+        expect(200, member=403, other_admin=404, **FINANCE_FORBIDDEN),
         lambda w: {},
     ),
 ]
@@ -759,34 +791,34 @@ CASES += [
         "show project allocation request",
         "GET",
         allocation_request_url("project"),
-        expect(404, platform=200, domain_admin=200, project_admin=200),
+        expect(404, platform=200, domain_admin=200, project_admin=200, **FINANCE_READS),
     ),
     Case(
         "approve project allocation request",
         "POST",
         allocation_request_url("project", "approve/"),
-        expect(404, platform=200, domain_admin=200, project_admin=403),
+        expect(404, platform=200, domain_admin=200, project_admin=403, **FINANCE_FORBIDDEN),
         lambda w: {"note": "ok"},
     ),
     Case(
         "reject project allocation request",
         "POST",
         allocation_request_url("project", "reject/"),
-        expect(404, platform=200, domain_admin=200, project_admin=403),
+        expect(404, platform=200, domain_admin=200, project_admin=403, **FINANCE_FORBIDDEN),
         lambda w: {},
     ),
     Case(
         "approve member limit request",
         "POST",
         allocation_request_url("member", "approve/"),
-        expect(200, member=403, other_admin=404),
+        expect(200, member=403, other_admin=404, **FINANCE_FORBIDDEN),
         lambda w: {},
     ),
     Case(
         "reject member limit request",
         "POST",
         allocation_request_url("member", "reject/"),
-        expect(200, member=403, other_admin=404),
+        expect(200, member=403, other_admin=404, **FINANCE_FORBIDDEN),
         lambda w: {"note": "no"},
     ),
 ]
@@ -926,11 +958,11 @@ COMPUTE_CASES = [
         "create server in foreign project",
         "POST",
         lambda w: f"{API}/servers/",
-        expect(400, platform=403, other_admin=403),
+        expect(400, platform=403, other_admin=403, **FINANCE_FORBIDDEN),
         server_payload("other_project"),
     ),
     Case("show member's server", "GET", server_url(), expect(200, other_admin=404)),
-    Case("show foreign server", "GET", server_url(foreign=True), PLATFORM_AND_OTHER),
+    Case("show foreign server", "GET", server_url(foreign=True), FOREIGN_READ),
     Case(
         "rename member's server",
         "PATCH",
@@ -938,12 +970,17 @@ COMPUTE_CASES = [
         expect(403, platform=200, member=200, other_admin=404),
         lambda w: {"name": "renamed"},
     ),
-    Case("stop member's server", "POST", server_url("stop/"), expect(404, **SERVER_STAFF)),
+    Case(
+        "stop member's server",
+        "POST",
+        server_url("stop/"),
+        expect(404, **SERVER_STAFF, **FINANCE_FORBIDDEN),
+    ),
     Case(
         "stop foreign server",
         "POST",
         server_url("stop/", foreign=True),
-        expect(404, platform=202, other_admin=202),
+        expect(404, platform=202, other_admin=202, **FINANCE_FORBIDDEN),
     ),
     Case(
         "start member's server",
@@ -964,37 +1001,44 @@ COMPUTE_CASES = [
         server_url("console/"),
         expect(403, platform=200, member=200, other_admin=404),
     ),
-    Case("delete member's server", "DELETE", server_url(), expect(404, **SERVER_STAFF)),
+    Case(
+        "delete member's server",
+        "DELETE",
+        server_url(),
+        expect(404, **SERVER_STAFF, **FINANCE_FORBIDDEN),
+    ),
     Case(
         "delete foreign server",
         "DELETE",
         server_url(foreign=True),
-        expect(404, platform=202, other_admin=202),
+        expect(404, platform=202, other_admin=202, **FINANCE_FORBIDDEN),
     ),
     Case(
         "compute overview of own domain",
         "GET",
         lambda w: f"{API}/compute/overview/?domain={w.domain.pk}",
+        # COMPUTE_OVERVIEW is the domain staff's capacity view: finance is not granted it (403).
         expect(403, platform=200, domain_admin=200, domain_assistant=200, other_admin=400),
     ),
     Case(
         "compute overview of foreign domain",
         "GET",
         lambda w: f"{API}/compute/overview/?domain={w.other_domain.pk}",
-        expect(400, platform=200, other_admin=200),
+        expect(400, platform=200, other_admin=200, **FINANCE_FORBIDDEN),
     ),
     Case(
         "set own project's course end date",
         "PATCH",
         lambda w: f"{API}/projects/{w.project.pk}/",
-        expect(200, member=403, other_admin=404),
+        expect(200, member=403, other_admin=404, **FINANCE_FORBIDDEN),
         lambda w: {"end_date": "2099-07-01"},
     ),
     Case(
         "room in own project",
         "GET",
         lambda w: compute_list_url(f"compute/room/?project={w.project.pk}")(w),
-        expect(200, domain_admin=403, domain_assistant=403, other_admin=400),
+        # A member's own room (SERVER_CREATE): finance is no member of the project.
+        expect(200, domain_admin=403, domain_assistant=403, other_admin=400, **FINANCE_FORBIDDEN),
     ),
 ]
 CASES += COMPUTE_CASES
@@ -1025,43 +1069,59 @@ def statement_url(tenant_attr: str, suffix: str = "") -> Callable[[World], str]:
 
 CASES += [
     Case("list statements", "GET", lambda w: f"{API}/statements/", OWN_LISTS),
-    Case("show own domain statement", "GET", statement_url("domain"), expect(404, **DOMAIN_STAFF)),
     Case(
-        "show own project statement", "GET", statement_url("project"), expect(404, **PROJECT_STAFF)
+        "show own domain statement",
+        "GET",
+        statement_url("domain"),
+        expect(404, **DOMAIN_STAFF, **FINANCE_READS),
     ),
-    Case("show foreign statement", "GET", statement_url("other_project"), PLATFORM_AND_OTHER),
+    Case(
+        "show own project statement",
+        "GET",
+        statement_url("project"),
+        expect(404, **PROJECT_STAFF, **FINANCE_READS),
+    ),
+    Case("show foreign statement", "GET", statement_url("other_project"), FOREIGN_READ),
     Case(
         "own domain statement pdf",
         "GET",
         statement_url("domain", "pdf/"),
-        expect(404, **DOMAIN_STAFF),
+        expect(404, **DOMAIN_STAFF, **FINANCE_READS),
     ),
     Case(
         "own project statement pdf",
         "GET",
         statement_url("project", "pdf/"),
-        expect(404, **PROJECT_STAFF),
+        expect(404, **PROJECT_STAFF, **FINANCE_READS),
     ),
-    Case(
-        "foreign statement pdf", "GET", statement_url("other_project", "pdf/"), PLATFORM_AND_OTHER
-    ),
+    Case("foreign statement pdf", "GET", statement_url("other_project", "pdf/"), FOREIGN_READ),
 ]
 
 
 # -- reports: the catalogue and each report's rows (REPORT_OWN / _TENANT / _FINANCE) ----------
 
 TENANT_STAFF = {**PROJECT_STAFF, "other_admin": 200}
+FINANCE_STAFF = {"platform": 200, **FINANCE_READS}  # REPORT_FINANCE
 
 CASES += [
     Case("list reports", "GET", lambda w: f"{API}/reports/", OWN_LISTS),
-    Case("report revenue", "GET", lambda w: f"{API}/reports/revenue/", expect(404, platform=200)),
-    Case("report arrears", "GET", lambda w: f"{API}/reports/arrears/", expect(404, platform=200)),
-    Case("report charges", "GET", lambda w: f"{API}/reports/charges/", expect(404, **TENANT_STAFF)),
+    Case(
+        "report revenue", "GET", lambda w: f"{API}/reports/revenue/", expect(404, **FINANCE_STAFF)
+    ),
+    Case(
+        "report arrears", "GET", lambda w: f"{API}/reports/arrears/", expect(404, **FINANCE_STAFF)
+    ),
+    Case(
+        "report charges",
+        "GET",
+        lambda w: f"{API}/reports/charges/",
+        expect(404, **TENANT_STAFF, **FINANCE_READS),
+    ),
     Case(
         "report charges csv",
         "GET",
         lambda w: f"{API}/reports/charges/?export=csv",
-        expect(404, **TENANT_STAFF),
+        expect(404, **TENANT_STAFF, **FINANCE_READS),
     ),
     Case(
         "report charges of the other domain",
@@ -1075,6 +1135,7 @@ CASES += [
             domain_assistant=400,
             project_admin=400,
             project_assistant=400,
+            **FINANCE_READS,
         ),
     ),
     Case("report vm-usage", "GET", lambda w: f"{API}/reports/vm-usage/", OWN_LISTS),

@@ -361,7 +361,7 @@ def test_deactivation_by_domain_admin_only(world):
 
 def test_user_list_scope_filter_and_search(world):
     client = client_for(world.platform)
-    assert client.get(f"{API}/users/").json()["count"] == 8
+    assert client.get(f"{API}/users/").json()["count"] == 9  # make_world's users, finance too
     domain_users = client.get(f"{API}/users/", {"domain": world.other_domain.pk}).json()
     assert [u["username"] for u in domain_users["results"]] == ["other_admin"]
     UserFactory(
@@ -374,7 +374,7 @@ def test_user_list_scope_filter_and_search(world):
     for term in ("zhang", "张三", "s-778", "SCHOOL.example"):
         body = client.get(f"{API}/users/", {"search": term}).json()
         assert [u["username"] for u in body["results"]] == ["zhang.san"], term
-    assert client.get(f"{API}/users/", {"search": ""}).json()["count"] == 9
+    assert client.get(f"{API}/users/", {"search": ""}).json()["count"] == 10
     response = client.get(f"{API}/users/", {"search": "\x00"})
     assert response.status_code == 400
     assert set(response.json()["fields"]) == {"search"}

@@ -133,9 +133,7 @@ def test_wallet_and_ledger_lists_make_no_extra_query_per_row(staff, w):
 
 
 def test_finance_staff_view_but_do_not_move_money(client, w):
-    finance = UserFactory(
-        username="finance", home_domain=None, platform_role=PlatformRole.FINANCE, is_staff=True
-    )
+    finance = UserFactory(home_domain=None, platform_role=PlatformRole.FINANCE, is_staff=True)
     client.force_login(finance)
     wallet = wallet_of(domain=w.domain)
     assert client.get(reverse("admin:billing_wallet_changelist")).status_code == 200

@@ -69,7 +69,7 @@ def client_for(user) -> Client:
 def start_export(client: Client, capture, *, execute: bool = True, **params):
     """Ask for an export; returns (response, the job, the captured on-commit callbacks)."""
     with capture(execute=execute) as callbacks:
-        response = client.get(EXPORT, {"format": "csv", **params})
+        response = client.post(EXPORT, {"format": "csv", **params})
     assert response.status_code == 302, response.status_code
     job = ExportJob.objects.get()
     assert response["Location"] == reverse("portal:export_job", args=[job.pk])
@@ -125,7 +125,7 @@ def w_media(w) -> str:
 def test_an_xlsx_job_holds_every_row_with_filters(w, django_capture_on_commit_callbacks):
     client = client_for(w.domain_admin)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.get(EXPORT, {"format": "xlsx", "project": w.project.pk})
+        response = client.post(EXPORT, {"format": "xlsx", "project": w.project.pk})
     job = ExportJob.objects.get()
     assert response["Location"] == reverse("portal:export_job", args=[job.pk])
     job.refresh_from_db()
@@ -322,10 +322,26 @@ def test_the_job_runs_after_a_real_commit_with_progress_writes(
     for number in range(7):
         recharge(w, w.project, f"{number + 1}.0000", f"P-{number}")
     client = client_for(w.project_admin)
-    response = client.get(EXPORT, {"format": "csv"})
+    response = client.post(EXPORT, {"format": "csv"})
     job = ExportJob.objects.get()
     assert response["Location"] == reverse("portal:export_job", args=[job.pk])
     assert job.status == ExportStatus.DONE and job.rows_done == 7
     rows = list(csv.reader(io.StringIO(download(client, job).decode("utf-8-sig"))))
     assert len(rows) == 8
     assert len(mail.outbox) == 1  # never polled: emailed
+
+
+def test_a_large_export_is_offered_by_get_and_started_only_by_post(w, settings):
+    settings.TEACHCLOUD_EXPORT_SYNC_MAX_ROWS = 2
+    client = client_for(w.domain_admin)
+    client.handler.enforce_csrf_checks = True
+    response = client.get(EXPORT, {"format": "xlsx", "project": w.project.pk})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "4 rows: too many to download at once" in html
+    assert 'name="csrfmiddlewaretoken"' in html and 'name="format" value="xlsx"' in html
+    assert f'name="project" value="{w.project.pk}"' in html
+    assert ExportJob.objects.count() == 0  # a GET starts nothing
+
+    assert client.post(EXPORT, {"format": "xlsx"}).status_code == 403  # no CSRF token
+    assert ExportJob.objects.count() == 0

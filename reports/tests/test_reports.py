@@ -118,7 +118,7 @@ def finance_user():
     from accounts.models import PlatformRole
     from teachcloud.testing.factories import UserFactory
 
-    return UserFactory(username="finance", home_domain=None, platform_role=PlatformRole.FINANCE)
+    return UserFactory(home_domain=None, platform_role=PlatformRole.FINANCE)
 
 
 def slugs(user) -> set[str]:

@@ -73,10 +73,20 @@ class World:
     member: User
     other_admin: User  # admin of the other domain
     outsider: User  # a user of the domain with no role and no project
+    finance: User  # finance staff: no home domain, no roles; reads money platform-wide
 
 
 def make_world() -> World:
     platform = platform_staff(username="platform")
+    finance = UserFactory(
+        username="finance",
+        real_name="财务",
+        email="finance@example.edu",
+        home_domain=None,
+        id_number="",
+        platform_role=PlatformRole.FINANCE,
+        is_staff=True,
+    )
     domain = DomainFactory(name="North School", code="north")
     other_domain = DomainFactory(name="South School", code="south")
     project = ProjectFactory(domain=domain, name="Networks 101", code="net101")
@@ -107,5 +117,6 @@ def make_world() -> World:
         project=project,
         other_domain=other_domain,
         other_project=other_project,
+        finance=finance,
         **users,
     )

@@ -535,7 +535,6 @@ def test_finance_exports_a_month_of_charges_to_xlsx_and_downloads_a_statement_pd
     project = world.project
     base = live_server.url
     finance = UserFactory(
-        username="finance",
         home_domain=None,
         id_number="",
         platform_role=PlatformRole.FINANCE,
