@@ -485,7 +485,6 @@ def membership_update(
     return membership
 
 
-@transaction.atomic(durable=True)
 def _ensure_no_servers_left(membership: Membership) -> None:
     """A member leaves a project only without VMs there: their VMs would keep running, holding
     (and being charged on) the project's allocation, owned by someone no longer in it. Deleting
@@ -508,6 +507,7 @@ def _ensure_no_servers_left(membership: Membership) -> None:
         )
 
 
+@transaction.atomic(durable=True)
 def membership_remove(*, actor: Any, membership: Membership) -> None:
     membership = _lock_membership(membership)
     require(actor, Action.MEMBERSHIP_REMOVE, membership)
