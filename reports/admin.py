@@ -3,6 +3,8 @@ exported as CSV or XLSX (statements are issued by `statements_issue`, never edit
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http.response import HttpResponseBase
@@ -10,7 +12,8 @@ from django.utils.translation import gettext_lazy as _
 
 from billing.admin import ExportMixin, LedgerAdmin, ReadOnlyInline
 from reports import exports as x
-from reports.models import Statement, StatementLine
+from reports.models import ExportJob, Statement, StatementLine
+from tenancy.admin import PlatformAdminMixin
 
 
 class StatementLineInline(ReadOnlyInline):
@@ -74,3 +77,19 @@ class StatementAdmin(ExportMixin, LedgerAdmin):
             ],
             rows=map(convert, rows.iterator(chunk_size=x.CHUNK_SIZE)),
         )
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(PlatformAdminMixin, admin.ModelAdmin):
+    """Background exports, for platform staff looking into a slow or failed one (read-only: a
+    job is run by its task and expired by beat)."""
+
+    read_only = True
+    list_display = ("created_at", "owner", "report", "format", "status", "rows_done", "rows_total")
+    list_filter = ("status", "format", "report")
+    search_fields = ("owner__username", "report")
+    list_select_related = ("owner",)
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
+        return [field.name for field in self.model._meta.fields]

@@ -345,3 +345,19 @@ def test_a_large_export_is_offered_by_get_and_started_only_by_post(w, settings):
 
     assert client.post(EXPORT, {"format": "xlsx"}).status_code == 403  # no CSRF token
     assert ExportJob.objects.count() == 0
+
+
+def test_platform_staff_look_at_jobs_in_the_admin_read_only(w, django_capture_on_commit_callbacks):
+    _response, job, _callbacks = start_export(
+        client_for(w.domain_admin), django_capture_on_commit_callbacks
+    )
+    changelist = reverse("admin:reports_exportjob_changelist")
+    change = reverse("admin:reports_exportjob_change", args=[job.pk])
+    staff = client_for(w.platform)
+    page = staff.get(changelist)
+    assert page.status_code == 200 and "recharges" in page.content.decode()
+    detail = staff.get(change)
+    assert detail.status_code == 200 and 'name="_save"' not in detail.content.decode()
+    assert staff.post(change, {"status": "failed"}).status_code == 403
+    assert staff.get(reverse("admin:reports_exportjob_add")).status_code == 403
+    assert client_for(w.finance).get(changelist).status_code == 403  # not a money view
