@@ -43,6 +43,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import BooleanField, Case, Count, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
@@ -400,8 +401,8 @@ def _notify_ready(statement: Statement, *, now: datetime) -> None:
                 "month": month,
                 "opening": q2(statement.opening_balance),
                 "closing": q2(statement.closing_balance),
-                "pdf_url": f"{base}/api/v1/statements/{statement.pk}/pdf/",
-                "portal_url": base,
+                "pdf_url": base + reverse("portal:statement_pdf", args=[statement.pk]),
+                "portal_url": base + reverse("portal:statement_detail", args=[statement.pk]),
             },
         )
         subject = _("Statement for %(month)s is ready: %(wallet)s") % {
