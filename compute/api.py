@@ -23,8 +23,16 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from compute import selectors, services
-from compute.models import Flavor, Image, Server, ServerStatus, ServerTask, StopCause
+from compute import keypairs, selectors, services
+from compute.models import (
+    Flavor,
+    Image,
+    KeyPair,
+    Server,
+    ServerStatus,
+    ServerTask,
+    StopCause,
+)
 from tenancy import selectors as tenancy_selectors
 from tenancy.api import JsonApiMixin, validated_body
 from tenancy.models import Domain, Project
@@ -204,7 +212,7 @@ class ServerCreateSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         default="",
-        help_text=_("An SSH key pair known to the cloud (optional)."),
+        help_text=_("The name of one of your SSH key pairs (see keypairs/), optional."),
     )
 
 
@@ -556,3 +564,82 @@ class RoomView(JsonApiMixin, generics.GenericAPIView):
             "project_remaining": _resources(room["project_remaining"]),
         }
         return Response(RoomSerializer(body).data)
+
+
+# -- SSH key pairs ----------------------------------------------------------------------------
+
+
+class KeyPairSerializer(serializers.ModelSerializer):
+    fingerprint = serializers.CharField(
+        read_only=True, help_text=_("SHA256 fingerprint, as `ssh-keygen -l` shows it.")
+    )
+    public_key = serializers.CharField(
+        read_only=True, help_text=_("The OpenSSH public key line (type, key data, comment).")
+    )
+
+    class Meta:
+        model = KeyPair
+        fields = ["id", "name", "fingerprint", "public_key", "created_at"]
+        read_only_fields = fields
+
+
+class KeyPairCreateSerializer(serializers.Serializer):
+    name = StrictCharField(
+        max_length=64,
+        help_text=_(
+            "1–64 letters, digits, spaces, dots, @, hyphens or underscores; unique among your "
+            "key pairs (409 `key_name_taken`)."
+        ),
+    )
+    public_key = StrictCharField(
+        max_length=keypairs.MAX_PUBLIC_KEY,
+        help_text=_(
+            "One line in OpenSSH format: the contents of ~/.ssh/id_ed25519.pub (ssh-ed25519, "
+            "ssh-rsa of at least 2048 bits, or ecdsa-sha2-nistp256/384/521). 400 "
+            "`invalid_public_key` otherwise, also for a private key."
+        ),
+    )
+
+
+@extend_schema(tags=["keypairs"])
+class KeyPairViewSet(JsonApiMixin, viewsets.GenericViewSet):
+    """Your SSH public keys. Name one as `key_name` when you create a server: the cloud puts it
+    into the VM, so you can sign in with `ssh`. Only you see your key pairs."""
+
+    queryset = KeyPair.objects.none()
+    serializer_class = KeyPairSerializer
+
+    def get_queryset(self):
+        return selectors.keypairs_of(self.request.user)
+
+    @extend_schema(summary="Your SSH key pairs, by name", responses=KeyPairSerializer)
+    def list(self, request: Request) -> Response:
+        return self.paginated(self.get_queryset(), KeyPairSerializer)
+
+    @extend_schema(
+        summary="Register an SSH public key",
+        request=KeyPairCreateSerializer,
+        responses={201: KeyPairSerializer},
+    )
+    def create(self, request: Request) -> Response:
+        data = validated_body(KeyPairCreateSerializer, request)
+        keypair = keypairs.keypair_create(
+            actor=request.user, name=data["name"], public_key=data["public_key"]
+        )
+        return Response(KeyPairSerializer(keypair).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Show one of your key pairs", responses=KeyPairSerializer)
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(KeyPairSerializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Delete one of your key pairs",
+        description=_(
+            "It is removed from the cloud too. Servers already created with it keep the key "
+            "inside the VM; a server still waiting to be built with it fails."
+        ),
+        responses={204: None},
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        keypairs.keypair_delete(actor=request.user, keypair=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

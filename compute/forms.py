@@ -30,19 +30,44 @@ class ServerCreateForm(forms.Form):
         empty_label=None,
         error_messages={"invalid_choice": _("Choose one of the images offered.")},
     )
-    key_name = forms.CharField(
+    key_name = forms.ChoiceField(
         label=_("SSH key pair (optional)"),
-        max_length=200,
         required=False,
-        help_text=_(
-            "The name of a key pair known to the cloud; leave empty to sign in on the console."
-        ),
+        help_text=_("The cloud puts this public key into the VM, so you can sign in with ssh."),
+        error_messages={"invalid_choice": _("Choose one of your key pairs.")},
     )
 
-    def __init__(self, *args: Any, flavors: QuerySet, images: QuerySet, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        flavors: QuerySet,
+        images: QuerySet,
+        keypairs: QuerySet | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["flavor"].queryset = flavors  # type: ignore[attr-defined]
         self.fields["image"].queryset = images  # type: ignore[attr-defined]
+        choices: list[tuple[str, Any]] = [("", _("none — use the console"))]
+        choices += [(k.name, f"{k.name} ({k.fingerprint})") for k in (keypairs or [])]
+        self.fields["key_name"].choices = choices  # type: ignore[attr-defined]
+
+
+class KeyPairForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"),
+        max_length=64,
+        help_text=_("For example laptop: 1–64 letters, digits, spaces, dots, @, - or _."),
+    )
+    public_key = forms.CharField(
+        label=_("Public key"),
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "font-monospace"}),
+        help_text=_(
+            "Paste the contents of ~/.ssh/id_ed25519.pub (one line starting with ssh-ed25519, "
+            "ssh-rsa or ecdsa-sha2-…). No key yet? Run ssh-keygen -t ed25519. Never paste the "
+            "private key."
+        ),
+    )
 
 
 class ServerRenameForm(forms.Form):

@@ -274,3 +274,30 @@ class UnknownServer(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.cloud_id})"
+
+
+class KeyPair(models.Model):
+    """An SSH public key a user registered in the portal (compute.keypairs). It reaches Nova
+    under a derived name, owned by the portal's service account, when a VM boots with it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="keypairs",
+        verbose_name=_("user"),
+    )
+    name = models.CharField(_("name"), max_length=64)
+    public_key = models.TextField(_("public key"))
+    fingerprint = models.CharField(_("fingerprint"), max_length=100)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        verbose_name = _("SSH key pair")
+        verbose_name_plural = _("SSH key pairs")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "name"], name="keypair_user_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

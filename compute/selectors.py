@@ -10,7 +10,7 @@ from typing import Any
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 
 from billing.models import Allocation, Holding, Level
-from compute.models import Flavor, Image, Server
+from compute.models import Flavor, Image, KeyPair, Server
 from tenancy.models import Domain, Project
 from tenancy.permissions import roles_of
 
@@ -148,3 +148,11 @@ def project_overview(domain: Domain) -> list[dict[str, Any]]:
         }
         for project in projects
     ]
+
+
+def keypairs_of(user: Any) -> QuerySet[KeyPair]:
+    """A user's own SSH key pairs, by name. Nobody sees anybody else's (platform staff
+    included: a key is only its owner's to use)."""
+    if not getattr(user, "is_authenticated", False) or not user.is_active:
+        return KeyPair.objects.none()
+    return KeyPair.objects.filter(user_id=user.pk).order_by("name", "pk")

@@ -33,6 +33,9 @@ Rules decided here (the SPEC is silent):
   the sync finishes it.
 - A cloud failure of start/stop/reboot/delete clears the task, keeps the status and records the
   message in `fault`.
+- `key_name` names one of the creator's key pairs (compute.keypairs; else 400
+  `invalid_key_name`, nothing reserved). The build ensures it in Nova under its derived name and
+  boots with that; a key pair deleted before the build fails the build (`error`, released).
 - Keystone quota of a project: cores = vCPU allocation, RAM = GiB × 1024 MiB, instances = the
   vCPU allocation (each server has ≥ 1 vCPU, so it never binds first); no allocation = zero.
 """
@@ -60,6 +63,7 @@ from compute.models import (
     CloudProject,
     Flavor,
     Image,
+    KeyPair,
     Server,
     ServerStatus,
     ServerTask,
@@ -355,6 +359,12 @@ def server_create(
     require(actor, Action.SERVER_CREATE, project)
     name = _clean_name(name)
     key_name = _clean_key_name(key_name)
+    if key_name and not KeyPair.objects.filter(user_id=actor.pk, name=key_name).exists():
+        raise ServiceError(
+            _("You have no key pair named %(name)s.") % {"name": key_name},
+            code="invalid_key_name",
+            fields={"key_name": [_("Choose one of your key pairs.")]},
+        )
     if not flavors_for(project).filter(pk=flavor.pk).exists():
         raise ServiceError(
             _("The flavor %(name)s is not offered in this project.") % {"name": flavor.name},
@@ -473,12 +483,12 @@ def _claim(kind: int, pk: int) -> Iterator[bool]:
 BUILD_LOCK = 0x7C0B  # advisory lock class of server builds
 
 
-def _spec(server: Server) -> base.ServerSpec:
+def _spec(server: Server, key_name: str | None = None) -> base.ServerSpec:
     return base.ServerSpec(
         name=server.name,
         flavor_id=server.flavor.cloud_id,
         image_id=server.image.cloud_id,
-        key_name=server.key_name or None,
+        key_name=key_name,
         metadata={
             "teachcloud_server": str(server.pk),
             "teachcloud_owner": str(server.owner_id),
@@ -524,9 +534,10 @@ def _build(server_id: int) -> Server | None:
             cloud_project = cloud_project_ensure(project=server.project)
             cloud = _find_in_cloud(backend, cloud_project.cloud_id, server.pk)
             if cloud is None:
+                key_name = _cloud_key_name(backend, server)
                 try:
                     cloud = backend.create_server(
-                        project_id=cloud_project.cloud_id, spec=_spec(server)
+                        project_id=cloud_project.cloud_id, spec=_spec(server, key_name)
                     )
                 except base.CloudUnavailable:
                     # A timeout may hide a create the cloud accepted: look before giving up.
@@ -554,6 +565,26 @@ def _build(server_id: int) -> Server | None:
     if cloud.status == "ERROR":
         return _build_errored(server, cloud, backend)
     return server_record(server=server, cloud=cloud)
+
+
+def _cloud_key_name(backend: base.ComputeBackend, server: Server) -> str | None:
+    """The Nova key pair to boot with: the owner's key pair named `server.key_name`, ensured
+    in the cloud under its derived name (compute.keypairs). A key pair deleted since the
+    create fails the build (ServiceError, recorded as the fault)."""
+    if not server.key_name:
+        return None
+    from compute import keypairs
+
+    keypair = KeyPair.objects.filter(user_id=server.owner_id, name=server.key_name).first()
+    if keypair is None:
+        raise ServiceError(
+            _("the key pair %(name)s has been deleted: create the VM again with another key")
+            % {"name": server.key_name},
+            code="invalid_key_name",
+        )
+    name = keypairs.cloud_name(keypair)
+    backend.keypair_ensure(name=name, public_key=keypair.public_key)
+    return name
 
 
 def _record_cloud_id(server: Server, cloud: base.Server, backend: base.ComputeBackend) -> Server:

@@ -67,3 +67,11 @@ def cloud_tenant_ensure(domain_id: int | None = None, project_id: int | None = N
         )
         return False
     return True
+
+
+@shared_task(name="compute.tasks.keypair_cloud_delete")
+def keypair_cloud_delete(name: str) -> bool:
+    """Remove a deleted portal key pair's Nova key pair (compute.keypairs)."""
+    from compute import keypairs
+
+    return keypairs.keypair_cloud_delete(name=name)

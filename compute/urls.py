@@ -18,4 +18,6 @@ urlpatterns = [
     path("projects/<int:pk>/vms/new/", views.server_create, name="server_create"),
     path("projects/<int:pk>/settings/", views.project_settings, name="project_settings"),
     path("domains/<int:pk>/vms/", views.domain_servers, name="domain_servers"),
+    path("ssh-keys/", views.keypairs, name="keypairs"),
+    path("ssh-keys/<int:pk>/delete/", views.keypair_delete, name="keypair_delete"),
 ]

@@ -24,9 +24,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
+from compute import keypairs as keypair_services
 from compute import selectors, services
 from compute.backends.base import BackendError
-from compute.forms import ServerCreateForm, ServerFilterForm, ServerRenameForm
+from compute.forms import KeyPairForm, ServerCreateForm, ServerFilterForm, ServerRenameForm
 from compute.models import Server, ServerStatus, ServerTask
 from teachcloud.errors import ServiceError
 from tenancy import selectors as tenancy_selectors
@@ -287,7 +288,8 @@ def server_create(request: HttpRequest, pk: int) -> HttpResponse:
     require(user, Action.SERVER_CREATE, project)
     flavors = selectors.flavors_for(project)
     images = selectors.images_for(project)
-    form = ServerCreateForm(request.POST or None, flavors=flavors, images=images)
+    own_keys = selectors.keypairs_of(user)
+    form = ServerCreateForm(request.POST or None, flavors=flavors, images=images, keypairs=own_keys)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -323,6 +325,7 @@ def server_create(request: HttpRequest, pk: int) -> HttpResponse:
         "chosen_flavor": str(chosen or ""),
         "any_fits": any(o["fits"] for o in options),
         "manages": can(user, Action.PROJECT_MANAGE, project),
+        "has_keypairs": own_keys.exists(),
         **room_context,
     }
     return render(request, "compute/server_create.html", context)
@@ -496,3 +499,55 @@ def course_state(project: Project) -> dict[str, Any] | None:
         "closed": project.course_closed_for == end,
         "days_left": (end - today).days,
     }
+
+
+# -- SSH key pairs ----------------------------------------------------------------------------
+
+
+@login_required
+def keypairs(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's SSH public keys (with fingerprints) and a form to add one."""
+    user = request.user
+    form = KeyPairForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            keypair = keypair_services.keypair_create(
+                actor=user,
+                name=form.cleaned_data["name"],
+                public_key=form.cleaned_data["public_key"],
+            )
+        except ServiceError as exc:
+            shown = False
+            for name, errors in (exc.fields or {}).items():
+                if name in form.fields:
+                    for error in errors:
+                        form.add_error(name, str(error))
+                        shown = shown or str(error) == exc.detail
+            if not shown:
+                form.add_error(None, exc.detail)
+        else:
+            messages.success(
+                request,
+                _("The key pair %(name)s was added. Choose it when you create a VM.")
+                % {"name": keypair.name},
+            )
+            return redirect("portal:keypairs")
+    context = {"form": form, "keypairs": selectors.keypairs_of(user)}
+    return render(request, "compute/keypairs.html", context)
+
+
+@login_required
+@require_POST
+def keypair_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    keypair = get_object_or_404(selectors.keypairs_of(request.user), pk=pk)
+    try:
+        keypair_services.keypair_delete(actor=request.user, keypair=keypair)
+    except ServiceError as exc:
+        messages.error(request, error_message(exc))
+    else:
+        messages.success(
+            request,
+            _("The key pair %(name)s was deleted. VMs created with it keep the key.")
+            % {"name": keypair.name},
+        )
+    return redirect("portal:keypairs")

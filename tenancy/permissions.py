@@ -84,6 +84,7 @@ class Action(StrEnum):
     SERVER_DELETE = "compute.server_delete"  # obj: server — as SERVER_STOP
     COMPUTE_OVERVIEW = "compute.overview"  # obj: domain or project — its admins and assistants
     CLOUD_ADMIN = "compute.cloud_admin"  # capacity, catalogue, credentials: platform staff only
+    KEYPAIR_MANAGE = "compute.keypair_manage"  # obj: key pair or None — its owner only
     # Reports (obj: None; each report's rows are scoped by the selectors)
     REPORT_OWN = "reports.own"  # every signed-in user: their own consumption, VMs, limits
     REPORT_TENANT = "reports.tenant"  # domain/project admins and assistants, finance, platform
@@ -302,6 +303,11 @@ def can(actor: Any, action: Action | str, obj: Any = None) -> bool:
             return _domain_level(roles, obj.pk, admin_only=False)
         case Action.CLOUD_ADMIN:
             return False
+        case Action.KEYPAIR_MANAGE:
+            # Any active user registers keys; a key is used and deleted by its owner
+            # (platform staff pass above, but compute.selectors.keypairs_of never shows
+            # them anybody else's key).
+            return obj is None or obj.user_id == actor.pk
         case Action.REPORT_OWN:
             return True
         case Action.REPORT_TENANT:

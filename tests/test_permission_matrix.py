@@ -1045,6 +1045,34 @@ CASES += COMPUTE_CASES
 COMPUTE_CASE_NAMES = {case.name for case in COMPUTE_CASES}
 
 
+# -- compute: SSH key pairs (each user's own; nobody else, platform staff included, sees one) --
+
+KEYPAIR_PUBLIC = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEdjAnrf8TP+ZhYkIfAoRtqva9yBA+Apqc5aw375W9GS me@laptop"
+)
+
+
+def member_keypair_url(w: World) -> str:
+    from compute.keypairs import keypair_create
+
+    keypair = keypair_create(actor=w.member, name="laptop", public_key=KEYPAIR_PUBLIC)
+    return f"{API}/keypairs/{keypair.pk}/"
+
+
+CASES += [
+    Case("list keypairs", "GET", lambda w: f"{API}/keypairs/", OWN_LISTS),
+    Case(
+        "create keypair",
+        "POST",
+        lambda w: f"{API}/keypairs/",
+        expect(201),
+        lambda w: {"name": "laptop", "public_key": KEYPAIR_PUBLIC},
+    ),
+    Case("show member's keypair", "GET", member_keypair_url, expect(404, member=200)),
+    Case("delete member's keypair", "DELETE", member_keypair_url, expect(404, member=204)),
+]
+
+
 # -- reports: monthly statements (scoped like wallets) ---------------------------------------
 
 

@@ -210,6 +210,16 @@ class ComputeBackend(Protocol):
         """A noVNC URL (compute.create_console, not the legacy action)."""
         ...
 
+    # Key pairs (Nova key pairs of the service account; compute.keypairs names them)
+    def keypair_ensure(self, *, name: str, public_key: str) -> None:
+        """Make the key pair `name` hold `public_key`: created when missing, kept when it holds
+        the same key, deleted and created again when it holds another. Idempotent."""
+        ...
+
+    def keypair_delete(self, *, name: str) -> None:
+        """Missing is not an error."""
+        ...
+
     def wait_for_status(
         self, *, server_id: str, statuses: set[str], timeout: float, interval: float = 0.5
     ) -> Server:

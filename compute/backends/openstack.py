@@ -667,6 +667,43 @@ class OpenStackBackend:
             )
         return str(url)
 
+    # -- Key pairs (of the service account; every server is booted by it) ---------------------
+
+    def _find_keypair(self, name: str) -> Any:
+        return self._call(
+            lambda: self.conn.compute.find_keypair(name, ignore_missing=True),
+            what=_("key pair"),
+            idempotent=True,
+        )
+
+    def keypair_ensure(self, *, name: str, public_key: str) -> None:
+        def same(existing: Any) -> bool:
+            return str(existing.public_key or "").split()[:2] == public_key.split()[:2]
+
+        existing = self._find_keypair(name)
+        if existing is not None:
+            if same(existing):
+                return
+            self.keypair_delete(name=name)
+        try:
+            self._call(
+                lambda: self.conn.compute.create_keypair(name=name, public_key=public_key),
+                what=_("key pair"),
+                idempotent=False,
+            )
+        except (Conflict, CloudUnavailable):
+            # Created meanwhile (another build with the same key), or a lost answer: look.
+            existing = self._find_keypair(name)
+            if existing is None or not same(existing):
+                raise
+
+    def keypair_delete(self, *, name: str) -> None:
+        self._call(
+            lambda: self.conn.compute.delete_keypair(name, ignore_missing=True),
+            what=_("key pair"),
+            idempotent=True,
+        )
+
     def wait_for_status(
         self, *, server_id: str, statuses: set[str], timeout: float, interval: float = 0.5
     ) -> Server:

@@ -744,3 +744,25 @@ def test_child_processes_reach_the_same_cloud(_cloud_session):
     count, simulated = result.stdout.split()[-2:]
     assert int(count) == len(cloud.get_backend().list_flavors())
     assert simulated == str(_cloud_session.simulated)
+
+
+def test_key_pairs_are_ensured_replaced_and_deleted(oc, tmp_path):
+    from compute.tests.test_keypairs import make_key
+
+    name = f"tc-test-{uuid.uuid4().hex[:8]}"
+    first, second = make_key(tmp_path)["public"], make_key(tmp_path)["public"]
+
+    def stored() -> str | None:
+        found = oc.backend.conn.compute.find_keypair(name, ignore_missing=True)
+        return None if found is None else " ".join(str(found.public_key).split()[:2])
+
+    try:
+        oc.backend.keypair_ensure(name=name, public_key=first)
+        oc.backend.keypair_ensure(name=name, public_key=first)  # idempotent
+        assert stored() == " ".join(first.split()[:2])
+        oc.backend.keypair_ensure(name=name, public_key=second)  # a new key replaces it
+        assert stored() == " ".join(second.split()[:2])
+    finally:
+        oc.backend.keypair_delete(name=name)
+    assert stored() is None
+    oc.backend.keypair_delete(name=name)  # deleting again is fine

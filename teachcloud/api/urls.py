@@ -36,6 +36,7 @@ router.register("notifications", billing_api.NotificationViewSet, basename="noti
 router.register("flavors", compute_api.FlavorViewSet, basename="flavor")
 router.register("images", compute_api.ImageViewSet, basename="image")
 router.register("servers", compute_api.ServerViewSet, basename="server")
+router.register("keypairs", compute_api.KeyPairViewSet, basename="keypair")
 router.register("statements", reports_api.StatementViewSet, basename="statement")
 router.register("reports", reports_api.ReportViewSet, basename="report")
 
