@@ -261,8 +261,9 @@ def spending_by_child(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Spending over the last `days` days split by child (1 query): for the platform by domain
-    (what each domain wallet paid), for a domain by project (what each project wallet paid), for
-    a project by member (their rated consumption). Rows with nothing are left out.
+    (what each domain paid the platform: its domain wallet, and its projects' fees), for a
+    domain by project (what each project wallet paid), for a project by member (their rated
+    consumption). Rows with nothing are left out.
 
     The chart dict carries "rows" [{"id", "name", "amount"}] (largest first, the tail summed
     as "Others") and "total"."""
@@ -291,8 +292,16 @@ def spending_by_child(
     else:
         payers = _booked(Entry.objects.all()).filter(_paid(), booked__gte=start)
         if platform:
-            payers = payers.filter(wallet__kind=WalletKind.DOMAIN)
-            key, name = "wallet__domain_id", "wallet__domain__name"
+            # Domain wallets pay the platform their charges and fees; project wallets pay it
+            # their management fees (their resource charges go to their domain): by domain.
+            payers = payers.filter(
+                Q(wallet__kind=WalletKind.DOMAIN)
+                | Q(wallet__kind=WalletKind.PROJECT, effective_kind=TransactionKind.MANAGEMENT_FEE)
+            ).annotate(
+                payer_domain=Coalesce("wallet__domain_id", "wallet__project__domain_id"),
+                payer_domain_name=Coalesce("wallet__domain__name", "wallet__project__domain__name"),
+            )
+            key, name = "payer_domain", "payer_domain_name"
             chart_id = "chart-spending-by-domain"
             title = _("Paid to the platform by domain, last %(days)d days")
             child = _("Domain")

@@ -110,7 +110,7 @@ def _recharge_cells(row: tuple) -> tuple:
         text(project),
         amount,
         text(payer),
-        method,
+        text(method),
         text(ref),
         by,
     )

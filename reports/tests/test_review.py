@@ -1,0 +1,68 @@
+"""Review of the report code: regressions for the bugs found (each test failed before its fix)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from billing.ledger import platform_wallet, post
+from billing.models import TransactionKind, Wallet
+from reports import charts
+from reports.tests.test_charts import School
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def school() -> School:
+    return School()
+
+
+def test_platform_spending_by_domain_includes_the_fees_its_projects_paid(school):
+    """Project wallets pay their management fees to the platform directly (SPEC Money 3): the
+    platform's "paid to the platform by domain" counts them for the project's domain, so the
+    split sums to the platform's revenue over the same days (as the revenue report does)."""
+    platform = platform_wallet()
+    fee = Decimal("10.0000")
+    post(
+        kind=TransactionKind.MANAGEMENT_FEE,
+        wallet=school.pw,
+        legs=[(school.pw, -fee), (platform, fee)],
+        period_start=school.now - timedelta(days=2),
+    )
+    chart = charts.spending_by_child(platform=True, now=school.now)
+    by_name = {r["name"]: Decimal(r["amount"]) for r in chart["rows"]}
+    paid_by_domain = -sum(
+        e.amount
+        for e in school.dw.entries.select_related("transaction")
+        if e.transaction.wallet_id == school.dw.pk
+        and e.transaction.kind in (TransactionKind.RESOURCE_CHARGE, TransactionKind.MANAGEMENT_FEE)
+    )
+    assert by_name[school.domain.name] == paid_by_domain + fee
+    revenue = charts.wallet_history(wallet=Wallet.objects.get(pk=platform.pk), now=school.now)
+    assert sum(Decimal(d["income"]) for d in revenue["days"]) == Decimal(chart["total"])
+
+
+def test_recharge_method_typed_by_a_person_cannot_start_a_formula_in_exports(world):
+    """The recharge method is free text (like the reference and the payer): the recharges report
+    makes it inert for spreadsheets, as the recharge-requests report already does."""
+    from billing import services
+    from reports.catalog import get_report, parse_filters
+
+    services.wallet_open(domain=world.domain)
+    services.wallet_recharge(
+        actor=world.platform,
+        wallet=world.domain.wallet,
+        amount="5",
+        method="=HYPERLINK(1)",
+        reference="=ref",
+    )
+    report = get_report(world.platform, "recharges")
+    filters = parse_filters(world.platform, report, {})
+    (row,) = [
+        dict(zip(report.keys, cells, strict=True)) for cells in report.rows(world.platform, filters)
+    ]
+    assert row["reference"] == "'=ref"
+    assert row["method"] == "'=HYPERLINK(1)"
