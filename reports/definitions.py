@@ -30,6 +30,7 @@ from billing.models import (
     Entry,
     Level,
     RequestStatus,
+    Transaction,
     TransactionKind,
     WalletKind,
 )
@@ -76,11 +77,15 @@ def _recharges(user: Any, filters: Filters) -> QuerySet:
     amount = Entry.objects.filter(
         transaction_id=OuterRef("pk"), wallet_id=OuterRef("wallet_id")
     ).values("amount")[:1]
+    # A reversed recharge keeps its row (the reversal is an adjustment, as on the statements);
+    # the reversing transaction is named so that a reader does not count the money twice.
+    reversal = Transaction.objects.filter(reverses_id=OuterRef("pk")).values("pk")[:1]
     queryset = transactions_visible_to(user).filter(kind=TransactionKind.RECHARGE)
     queryset = wallet_tenant(in_period(queryset, "created_at", filters), "wallet", filters)
     return (
         queryset.annotate(
-            amount=Subquery(amount, output_field=DecimalField(max_digits=18, decimal_places=4))
+            amount=Subquery(amount, output_field=DecimalField(max_digits=18, decimal_places=4)),
+            reversed_by=Subquery(reversal),
         )
         .order_by("-created_at", "-pk")
         .values_list(
@@ -95,13 +100,15 @@ def _recharges(user: Any, filters: Filters) -> QuerySet:
             "method",
             "reference",
             "created_by__username",
+            "reversed_by",
         )
         .prefetch_related(None)
     )
 
 
 def _recharge_cells(row: tuple) -> tuple:
-    pk, created, wallet, domain, project_domain, project, amount, payer, method, ref, by = row
+    pk, created, wallet, domain, project_domain, project, amount, payer, method, ref, by = row[:11]
+    reversed_by = row[11]
     return (
         pk,
         iso_local(created),
@@ -113,6 +120,7 @@ def _recharge_cells(row: tuple) -> tuple:
         text(method),
         text(ref),
         by,
+        reversed_by,
     )
 
 
@@ -132,6 +140,7 @@ register(
             ("method", Column(gettext_lazy("Method"))),
             ("reference", Column(gettext_lazy("Reference"))),
             ("recorded_by", Column(gettext_lazy("Recorded by"))),
+            ("reversed_by", Column(gettext_lazy("Reversed by transaction"))),
         ],
         action=Action.REPORT_TENANT,
         build=_recharges,

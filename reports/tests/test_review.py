@@ -66,3 +66,26 @@ def test_recharge_method_typed_by_a_person_cannot_start_a_formula_in_exports(wor
     ]
     assert row["reference"] == "'=ref"
     assert row["method"] == "'=HYPERLINK(1)"
+
+
+def test_a_reversed_recharge_names_its_reversal(world):
+    """A reversed recharge keeps its row (the reversal is an adjustment, as on the statements),
+    and says which transaction reversed it, so a reader does not count the money as received."""
+    from billing import services
+    from reports.catalog import get_report, parse_filters
+
+    wallet = services.wallet_open(domain=world.domain)
+    kept = services.wallet_recharge(actor=world.platform, wallet=wallet, amount="5", method="bank")
+    wrong = services.wallet_recharge(actor=world.platform, wallet=wallet, amount="7", method="bank")
+    reversal = services.transaction_reverse(actor=world.platform, tx=wrong, reason="typo")
+    report = get_report(world.platform, "recharges")
+    rows = {
+        row["transaction"]: row
+        for row in (
+            dict(zip(report.keys, cells, strict=True))
+            for cells in report.rows(world.platform, parse_filters(world.platform, report, {}))
+        )
+    }
+    assert set(rows) == {kept.pk, wrong.pk}
+    assert rows[wrong.pk]["reversed_by"] == reversal.pk
+    assert rows[kept.pk]["reversed_by"] is None
