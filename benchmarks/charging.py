@@ -20,48 +20,14 @@ and prints wallets/s for each and the ratios (targets: ≥ 40,000/s, ≥ 0.5 × 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 from datetime import datetime, timedelta
-from urllib.parse import urlparse, urlunparse
 from zoneinfo import ZoneInfo
+
+from benchmarks.support import drop_database, prepare_database, setup_django
 
 CST = ZoneInfo("Asia/Shanghai")
 HOUR0 = datetime(2026, 10, 5, 10, 0, tzinfo=CST)
-
-
-def _prepare_database() -> tuple[str, str | None]:
-    """(DATABASE_URL to use, admin URL to drop the bench database with, or None)."""
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        from teachcloud.testing.pgcluster import ensure_cluster
-
-        return ensure_cluster(), None  # a private cluster, removed at exit
-    import psycopg2
-
-    parsed = urlparse(url)
-    name = f"{parsed.path.lstrip('/')}_bench_charging"
-    admin = urlunparse(parsed._replace(path="/postgres"))
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return urlunparse(parsed._replace(path=f"/{name}")), admin
-
-
-def _setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "teachcloud.settings.test"
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def _build(n_wallets: int) -> None:
@@ -295,9 +261,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=1000, help="wallets for the per-wallet way")
     args = parser.parse_args()
 
-    url, admin = _prepare_database()
+    url, admin = prepare_database("charging")
     try:
-        _setup_django(url)
+        setup_django(url)
         t = time.perf_counter()
         _build(args.wallets)
         print(f"built {args.wallets:,} wallets with allocations in {time.perf_counter() - t:.1f} s")
@@ -344,17 +310,7 @@ def main() -> None:
             f"{rest_s:.2f} s, summary {summary}"
         )
     finally:
-        if admin:
-            from django.db import connections
-
-            connections.close_all()
-            import psycopg2
-
-            conn = psycopg2.connect(admin)
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{urlparse(url).path.lstrip("/")}"')
-            conn.close()
+        drop_database(url, admin)
 
 
 if __name__ == "__main__":

@@ -16,51 +16,17 @@ RSS ≤ 200 MB). With --xlsx-rows > 0 it also times the XLSX export on a filtere
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import sys
 import time
 from datetime import datetime, timedelta
-from urllib.parse import urlparse, urlunparse
 from zoneinfo import ZoneInfo
+
+from benchmarks.support import drop_database, prepare_database, setup_django
 
 CST = ZoneInfo("Asia/Shanghai")
 HOUR0 = datetime(2026, 1, 1, 0, 0, tzinfo=CST)
 N_DOMAINS = 100
 PROJECTS_PER_DOMAIN = 9
-
-
-def _prepare_database() -> tuple[str, str | None]:
-    """(DATABASE_URL to use, admin URL to drop the bench database with, or None)."""
-    url = os.environ.get("DATABASE_URL")
-    if not url:
-        from teachcloud.testing.pgcluster import ensure_cluster
-
-        return ensure_cluster(), None  # a private cluster, removed at exit
-    import psycopg2
-
-    parsed = urlparse(url)
-    name = f"{parsed.path.lstrip('/')}_bench_export"
-    admin = urlunparse(parsed._replace(path="/postgres"))
-    conn = psycopg2.connect(admin)
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    return urlunparse(parsed._replace(path=f"/{name}")), admin
-
-
-def _setup_django(url: str) -> None:
-    os.environ["DATABASE_URL"] = url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "teachcloud.settings.test"
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 LEDGER_SQL = """
@@ -152,9 +118,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    url, admin = _prepare_database()
+    url, admin = prepare_database("export")
     try:
-        _setup_django(url)
+        setup_django(url)
         t = time.perf_counter()
         token = _build(args.rows)
         from billing.models import Entry
@@ -194,17 +160,7 @@ def main() -> None:
                 f"{_peak_rss_mb():,.0f} MB"
             )
     finally:
-        if admin:
-            from django.db import connections
-
-            connections.close_all()
-            import psycopg2
-
-            conn = psycopg2.connect(admin)
-            conn.autocommit = True
-            with conn.cursor() as cursor:
-                cursor.execute(f'DROP DATABASE IF EXISTS "{urlparse(url).path.lstrip("/")}"')
-            conn.close()
+        drop_database(url, admin)
 
 
 if __name__ == "__main__":
