@@ -118,23 +118,41 @@ def _sum(queryset: QuerySet[Entry]) -> Decimal:
 
 
 OPEN_TRANSACTION_MARGIN = timedelta(seconds=5)  # application vs database clock skew
+OPEN_TRANSACTION_WARNING = timedelta(minutes=1)  # an older open transaction is worth a log line
 
 
 def safe_cutoff(now: datetime) -> datetime:
-    """`now`, or earlier: just before the oldest transaction another session has open (see the
-    module docstring). PostgreSQL only; the demo's SQLite has one writer at a time."""
+    """`now`, or earlier: just before the oldest transaction another client session has open
+    (see the module docstring). Only client backends count: autovacuum and other server
+    processes never write ledger rows, and a cut-off pulled back by one of them would move a
+    month's charges to the next statement for nothing. PostgreSQL only; the demo's SQLite has
+    one writer at a time."""
     if connection.vendor != "postgresql":
         return now
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT min(xact_start) FROM pg_stat_activity"
+            "SELECT pid, xact_start, state, application_name FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            " AND xact_start IS NOT NULL"
+            " AND backend_type = 'client backend' AND xact_start IS NOT NULL"
+            " ORDER BY xact_start LIMIT 1"
         )
-        oldest = cursor.fetchone()[0]
+        oldest = cursor.fetchone()
     if oldest is None:
         return now
-    return min(now, oldest - OPEN_TRANSACTION_MARGIN)
+    pid, started, state, application = oldest
+    cutoff = min(now, started - OPEN_TRANSACTION_MARGIN)
+    if cutoff < now:
+        level = logging.WARNING if now - cutoff > OPEN_TRANSACTION_WARNING else logging.INFO
+        log.log(
+            level,
+            "statement cut-off held back to %s by session %s (%s, %r) open since %s",
+            cutoff.isoformat(),
+            pid,
+            state,
+            application,
+            started.isoformat(),
+        )
+    return cutoff
 
 
 def _covered(*, end: datetime, cutoff: datetime) -> Q:

@@ -47,3 +47,18 @@ def test_cutoff_stays_before_a_transaction_still_open(other_session):
     )
     assert statement.cutoff == started - OPEN_TRANSACTION_MARGIN
     assert statement.issued_at == now
+
+
+def test_a_long_open_transaction_is_logged_with_its_session(other_session, caplog):
+    world = make_world()
+    with other_session.cursor() as cursor:
+        cursor.execute("SELECT now(), pg_backend_pid()")
+        started, pid = cursor.fetchone()
+    now = started + timedelta(minutes=3)
+    with caplog.at_level("INFO", logger="reports.statements"):
+        statement = statement_issue(
+            wallet=wallet_open(domain=world.domain), month=previous_month(now), now=now, force=True
+        )
+    assert statement.cutoff == started - OPEN_TRANSACTION_MARGIN
+    [record] = [r for r in caplog.records if "held back" in r.getMessage()]
+    assert record.levelname == "WARNING" and f"session {pid} " in record.getMessage()
