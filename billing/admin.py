@@ -339,7 +339,7 @@ class WalletAdmin(ObjectFormMixin, PlatformAdminMixin, admin.ModelAdmin):
         "low_balance_alerted",
         "billing_admin",
         "locked_at",
-        "lock_reason",
+        "lock_reason_display",
         "unpaid_since",
         "created_at",
         "ledger_link",
@@ -352,7 +352,7 @@ class WalletAdmin(ObjectFormMixin, PlatformAdminMixin, admin.ModelAdmin):
         "available_display",
         "low_balance_alerted",
         "locked_at",
-        "lock_reason",
+        "lock_reason_display",
         "unpaid_since",
         "created_at",
         "ledger_link",
@@ -374,6 +374,10 @@ class WalletAdmin(ObjectFormMixin, PlatformAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("available"))
     def available_display(self, obj: Wallet) -> Any:
         return obj.available
+
+    @admin.display(description=_("lock reason"))
+    def lock_reason_display(self, obj: Wallet) -> str:
+        return obj.lock_reason_text
 
     @admin.display(description=_("state"), ordering="locked_at")
     def lock_state(self, obj: Wallet) -> str:
@@ -1147,9 +1151,15 @@ class RechargeRequestAdmin(ExportMixin, DecideRequestsMixin, LedgerAdmin):
 # -- Locks, compute requests, notifications -----------------------------------------------------
 
 
+@admin.display(description=_("reason"))
+def reason_display(obj: LockPeriod | ComputeRequest) -> str:
+    """A lock period's or compute request's reason in the reader's language (billing.reasons)."""
+    return obj.reason_text
+
+
 @admin.register(LockPeriod)
 class LockPeriodAdmin(LedgerAdmin):
-    list_display = ("wallet", "start", "end", "reason", "locked_by", "unlocked_by")
+    list_display = ("wallet", "start", "end", reason_display, "locked_by", "unlocked_by")
     list_filter = (CurrentFilter, "start")
     search_fields = ("wallet__domain__code", "wallet__project__code", "reason")
     list_select_related = (
@@ -1163,7 +1173,15 @@ class LockPeriodAdmin(LedgerAdmin):
 
 @admin.register(ComputeRequest)
 class ComputeRequestAdmin(LedgerAdmin):
-    list_display = ("created_at", "action", "domain", "project", "membership", "reason", "done_at")
+    list_display = (
+        "created_at",
+        "action",
+        "domain",
+        "project",
+        "membership",
+        reason_display,
+        "done_at",
+    )
     list_filter = ("action", "created_at")
     search_fields = ("domain__code", "project__code", "reason")
     list_select_related = ("domain", "project__domain", "membership__user", "membership__project")

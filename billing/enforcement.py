@@ -74,6 +74,7 @@ from billing.models import (
     WalletKind,
 )
 from billing.notify import flush_digests, notify, render
+from billing.reasons import Reason, because, reason_fields
 from billing.services import price_at
 from teachcloud.errors import Conflict, ServiceError
 from tenancy.audit import audit_record
@@ -230,30 +231,46 @@ def _process_compute_requests() -> None:
 # -- Tenant locks -----------------------------------------------------------------------------
 
 
-def _lock(*, wallet: Wallet, actor: Any, reason: str, now: datetime, unpaid: bool) -> Wallet:
-    """Lock the wallet's tenant (caller holds the row locks and checked it is unlocked)."""
+def _lock(
+    *, wallet: Wallet, actor: Any, reason: str | Reason, now: datetime, unpaid: bool
+) -> Wallet:
+    """Lock the wallet's tenant (caller holds the row locks and checked it is unlocked).
+    `reason`: text a person typed, or a generated Reason stored language-neutral."""
     tenant = _tenant(wallet)
     scope = _scope(wallet)
-    wallet.locked_at, wallet.lock_reason = now, reason[:200]
+    stored = reason_fields(reason)
+    wallet.locked_at = now
+    for name, value in reason_fields(reason, "lock_reason").items():
+        setattr(wallet, name, value)
     if unpaid and wallet.unpaid_since is None:
         wallet.unpaid_since = now
-    wallet.save(update_fields=["locked_at", "lock_reason", "unpaid_since"])
+    wallet.save(
+        update_fields=[
+            "locked_at",
+            "lock_reason",
+            "lock_reason_code",
+            "lock_reason_args",
+            "unpaid_since",
+        ]
+    )
     actor = actor if getattr(actor, "pk", None) else None
-    LockPeriod.objects.create(wallet=wallet, start=now, reason=reason[:200], locked_by=actor)
+    LockPeriod.objects.create(wallet=wallet, start=now, locked_by=actor, **stored)
     _set_status(tenant, TenantStatus.LOCKED)
-    _compute_request(action=ComputeAction.STOP, reason=reason[:200], created_at=now, **scope)
+    _compute_request(action=ComputeAction.STOP, created_at=now, **stored, **scope)
     audit_record(
         actor=actor,
         action="tenant.lock",
         target=tenant,
-        after={"reason": reason, **{k: str(v) for k, v in _numbers(wallet).items()}},
+        after={"reason": str(reason), **{k: str(v) for k, v in _numbers(wallet).items()}},
         **scope,
     )
     notify(
         event="tenant_locked",
         users=_recipients(wallet),
         subject=_("%(tenant)s has been locked") % {"tenant": tenant.name},
-        body=render("tenant_locked", {"tenant": tenant.name, "reason": reason, **_numbers(wallet)}),
+        body=render(
+            "tenant_locked", {"tenant": tenant.name, "reason": str(reason), **_numbers(wallet)}
+        ),
         now=now,
         **scope,
     )
@@ -330,15 +347,24 @@ def tenant_unlock(
     if period is not None:
         period.end, period.unlocked_by = max(now, period.start), actor
         period.save(update_fields=["end", "unlocked_by"])
-    wallet.locked_at, wallet.lock_reason, wallet.unpaid_since = None, "", None
-    wallet.save(update_fields=["locked_at", "lock_reason", "unpaid_since"])
+    wallet.locked_at, wallet.unpaid_since = None, None
+    wallet.lock_reason, wallet.lock_reason_code, wallet.lock_reason_args = "", "", {}
+    wallet.save(
+        update_fields=[
+            "locked_at",
+            "lock_reason",
+            "lock_reason_code",
+            "lock_reason_args",
+            "unpaid_since",
+        ]
+    )
     _set_status(tenant, TenantStatus.ACTIVE)
     scope = _scope(wallet)
     if restart_servers:
         _compute_request(
             action=ComputeAction.RESTART,
-            reason=_("Unlocked by %(who)s") % {"who": actor},
             created_at=now,
+            **reason_fields(because("unlocked_by", who=actor)),
             **scope,
         )
     audit_record(
@@ -395,10 +421,8 @@ def _lock_unpayable(now: datetime) -> int:
                 )
                 if wallet.locked or wallet.available > 0:  # another run was first
                     continue
-                reason = _("Available amount ¥%(available)s reached zero") % {
-                    "available": wallet.available
-                }
-                _lock(wallet=wallet, actor=None, reason=reason, now=now, unpaid=True)
+                why = because("available_exhausted", available=wallet.available)
+                _lock(wallet=wallet, actor=None, reason=why, now=now, unpaid=True)
                 count += 1
         except Exception:
             log.exception("locking wallet %s failed", pk)
@@ -519,14 +543,16 @@ def _member_budget_step(
     if over and not membership.locked:
         membership.locked = True
         membership.save(update_fields=["locked"])
-        reason = _("Budget used up: ¥%(consumption)s of ¥%(budget)s") % context
+        why = because(
+            "budget_used_up", consumption=context["consumption"], budget=context["budget"]
+        )
         _compute_request(
             action=ComputeAction.STOP,
             domain=project.domain,
             project=project,
             membership=membership,
-            reason=reason[:200],
             created_at=now,
+            **reason_fields(why),
         )
         audit_record(
             actor=None,
@@ -790,12 +816,13 @@ def _purge(*, wallet: Wallet, tenant: Any, now: datetime) -> None:
     tenant.status = TenantStatus.PURGED
     _compute_request(
         action=ComputeAction.DELETE,
-        reason=_("Purged: fees unpaid since %(since)s")
-        % {"since": f"{wallet.unpaid_since:%Y-%m-%d}"},
         created_at=now,
+        **reason_fields(because("purged_unpaid", since=f"{wallet.unpaid_since:%Y-%m-%d}")),
         **scope,
     )
-    LockPeriod.objects.filter(wallet=wallet, end__isnull=True).update(reason=_("Purged"))
+    LockPeriod.objects.filter(wallet=wallet, end__isnull=True).update(
+        **reason_fields(because("purged"))
+    )
     after = {"unpaid_since": wallet.unpaid_since.isoformat(), "purged_at": now.isoformat()}  # type: ignore[union-attr]
     audit_record(actor=None, action="tenant.purge", target=tenant, after=after, **scope)
     if isinstance(tenant, Domain):

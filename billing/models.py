@@ -15,6 +15,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from billing.reasons import reason_text
+
 MONEY = {"max_digits": 18, "decimal_places": 4}
 RATE = {"max_digits": 14, "decimal_places": 4}
 ZERO = Decimal("0.0000")
@@ -295,6 +297,8 @@ class Wallet(models.Model):
     )
     locked_at = models.DateTimeField(_("locked at"), null=True, blank=True)
     lock_reason = models.CharField(_("lock reason"), max_length=200, blank=True)
+    lock_reason_code = models.CharField(_("lock reason code"), max_length=32, blank=True)
+    lock_reason_args = models.JSONField(_("lock reason arguments"), default=dict, blank=True)
     # Start of the unbroken run of unpaid management fees (SPEC purge after 18 months).
     unpaid_since = models.DateTimeField(_("unpaid since"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -334,6 +338,13 @@ class Wallet(models.Model):
     @property
     def locked(self) -> bool:
         return self.locked_at is not None
+
+    @property
+    def lock_reason_text(self) -> str:
+        """Why the tenant is locked, in the active language (billing.reasons)."""
+        return reason_text(
+            code=self.lock_reason_code, args=self.lock_reason_args, text=self.lock_reason
+        )
 
 
 class TransactionKind(models.TextChoices):
@@ -564,7 +575,9 @@ class LockPeriod(models.Model):
     wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="lock_periods")
     start = models.DateTimeField(_("locked at"))
     end = models.DateTimeField(_("unlocked at"), null=True, blank=True)
-    reason = models.CharField(_("reason"), max_length=200)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    reason_code = models.CharField(_("reason code"), max_length=32, blank=True)
+    reason_args = models.JSONField(_("reason arguments"), default=dict, blank=True)
     locked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -593,6 +606,11 @@ class LockPeriod(models.Model):
     def __str__(self) -> str:
         return f"{self.wallet} locked {self.start:%Y-%m-%d %H:%M}"
 
+    @property
+    def reason_text(self) -> str:
+        """The reason in the active language (billing.reasons)."""
+        return reason_text(code=self.reason_code, args=self.reason_args, text=self.reason)
+
 
 class ComputeAction(models.TextChoices):
     STOP = "stop", _("Stop VMs")
@@ -615,7 +633,9 @@ class ComputeRequest(models.Model):
     membership = models.ForeignKey(
         "tenancy.Membership", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    reason = models.CharField(_("reason"), max_length=200)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    reason_code = models.CharField(_("reason code"), max_length=32, blank=True)
+    reason_args = models.JSONField(_("reason arguments"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     done_at = models.DateTimeField(_("done at"), null=True, blank=True)
 
@@ -625,7 +645,12 @@ class ComputeRequest(models.Model):
         verbose_name_plural = _("compute requests")
 
     def __str__(self) -> str:
-        return f"{self.action} ({self.reason})"
+        return f"{self.action} ({self.reason_text})"
+
+    @property
+    def reason_text(self) -> str:
+        """The reason in the active language (billing.reasons)."""
+        return reason_text(code=self.reason_code, args=self.reason_args, text=self.reason)
 
 
 class Notification(models.Model):

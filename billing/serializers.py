@@ -196,6 +196,11 @@ class WalletSerializer(serializers.ModelSerializer):
         help_text=_("Low-balance alert level; null: 7 days of the current hourly charges."),
     )
     locked = serializers.BooleanField(read_only=True)
+    lock_reason = serializers.CharField(
+        source="lock_reason_text",
+        read_only=True,
+        help_text=_("Why the tenant is locked, in the language of the request; empty if not."),
+    )
 
     class Meta:
         model = Wallet
@@ -210,6 +215,7 @@ class WalletSerializer(serializers.ModelSerializer):
             "available",
             "locked",
             "locked_at",
+            "lock_reason",
             "billing_admin",
             "alert_threshold",
         ]

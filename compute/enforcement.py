@@ -151,7 +151,7 @@ def _issue(request: ComputeRequest) -> int:
         return services.servers_stop_for(servers=outstanding, cause=_stop_cause(request))
     if request.action == ComputeAction.RESTART:
         return services.servers_restart_for(servers=outstanding)
-    return services.servers_delete_for(servers=outstanding, reason=request.reason)
+    return services.servers_delete_for(servers=outstanding, reason=request.reason_text)
 
 
 # -- Purge: the cloud projects and domain -----------------------------------------------------
@@ -241,7 +241,7 @@ def _mark_done(request: ComputeRequest, *, now: datetime, asked: int, note: str 
             domain=Domain.objects.filter(pk=request.domain_id).first(),
             project=project,
             after={
-                "reason": request.reason,
+                "reason": request.reason_text,
                 "membership": request.membership_id,
                 "servers_asked": asked,
                 **({"note": note} if note else {}),

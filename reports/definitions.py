@@ -201,6 +201,9 @@ def _charges(user: Any, filters: Filters) -> QuerySet:
     )
     queryset = in_period(queryset, "transaction__period_start", filters)
     queryset = wallet_tenant(queryset, "transaction__wallet", filters)
+    # As on the recharges report: a reversed charge keeps its rows and names its reversal.
+    reversal = Transaction.objects.filter(reverses_id=OuterRef("transaction_id")).values("pk")[:1]
+    queryset = queryset.annotate(reversed_by=Subquery(reversal))
     return queryset.order_by(
         "-transaction__period_start", "-transaction_id", "start", "pk"
     ).values_list(
@@ -221,12 +224,13 @@ def _charges(user: Any, filters: Filters) -> QuerySet:
         "start",
         "end",
         "amount",
+        "reversed_by",
     )
 
 
 def _charge_cells(row: tuple) -> tuple:
     tx, hour, wallet, domain, project, allocation, level, *quantities = row[:10]
-    price, vcpu, ram, disk, start, end, amount = row[10:]
+    price, vcpu, ram, disk, start, end, amount, reversed_by = row[10:]
     return (
         tx,
         iso_local(hour),
@@ -243,6 +247,7 @@ def _charge_cells(row: tuple) -> tuple:
         disk,
         iso_local(start),
         iso_local(end),
+        reversed_by,
     )
 
 
@@ -273,6 +278,7 @@ register(
             ("disk_gib_hour", Column(gettext_lazy("Per GiB-disk-hour (CNY)"), MONEY)),
             ("start", Column(gettext_lazy("From"), DATETIME)),
             ("end", Column(gettext_lazy("To"), DATETIME)),
+            ("reversed_by", Column(gettext_lazy("Reversed by transaction"))),
         ],
         action=Action.REPORT_TENANT,
         build=_charges,

@@ -456,6 +456,7 @@ def test_wallet_detail_shows_money_as_decimal_strings(w):
         "available": "1200.5000",
         "locked": False,
         "locked_at": None,
+        "lock_reason": "",
         "billing_admin": None,
         "alert_threshold": None,
     }

@@ -103,7 +103,7 @@ def test_lock_at_zero_and_not_before(world, wallets, run):
     wallet = fresh(wallet)
     assert wallet.available == Decimal("0.0000")
     assert wallet.locked_at == now and wallet.unpaid_since == now
-    assert "0.0000" in wallet.lock_reason
+    assert "0.0000" in wallet.lock_reason_text
     assert fresh(world.project).status == "locked"
     period = LockPeriod.objects.get(wallet=wallet)
     assert period.start == now and period.end is None and period.locked_by is None

@@ -89,3 +89,39 @@ def test_a_reversed_recharge_names_its_reversal(world):
     assert set(rows) == {kept.pk, wrong.pk}
     assert rows[wrong.pk]["reversed_by"] == reversal.pk
     assert rows[kept.pk]["reversed_by"] is None
+
+
+def test_a_reversed_charge_names_its_reversal(world):
+    """Like recharges: a reversed hourly charge keeps its lines and says which transaction
+    reversed it (the charges report had no such column)."""
+    from billing import services
+    from billing.charging import billing_run
+    from billing.models import Transaction
+    from billing.tests.oracle import allocate
+    from reports.catalog import get_report, parse_filters
+    from reports.tests.test_reports import hour
+
+    services.wallet_recharge(
+        actor=world.platform,
+        wallet=services.wallet_open(domain=world.domain),
+        amount="99",
+        method="bank",
+    )
+    services.platform_capacity_set(
+        actor=world.platform, vcpus=10, ram_gib=10, disk_gib=10, overcommit="1"
+    )
+    allocate(world.platform, hour(10), (1, 1, 1), domain=world.domain)
+    billing_run(until=hour(12))
+    first, second = Transaction.objects.filter(kind=TransactionKind.RESOURCE_CHARGE).order_by(
+        "period_start"
+    )
+    reversal = services.transaction_reverse(actor=world.platform, tx=first, reason="outage")
+    report = get_report(world.platform, "charges")
+    rows = [
+        dict(zip(report.keys, cells, strict=True))
+        for cells in report.rows(world.platform, parse_filters(world.platform, report, {}))
+    ]
+    assert {row["transaction"]: row["reversed_by"] for row in rows} == {
+        first.pk: reversal.pk,
+        second.pk: None,
+    }
