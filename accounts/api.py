@@ -86,7 +86,8 @@ class UserViewSet(JsonApiMixin, viewsets.GenericViewSet):
     serializer_class = UserSerializer
 
     def get_queryset(self):
-        return selectors.users_visible_to(self.request.user)
+        user = self.request.user
+        return selectors.with_personal_data(selectors.users_visible_to(user), user)
 
     @extend_schema(
         summary="List the users you can see",
@@ -100,11 +101,11 @@ class UserViewSet(JsonApiMixin, viewsets.GenericViewSet):
             queryset = queryset.filter(home_domain_id=filters["domain"])
         if filters.get("search"):
             term = filters["search"]
-            queryset = queryset.filter(
+            personal = Q(id_number__icontains=term) | Q(email__icontains=term)
+            queryset = queryset.filter(  # personal data only where the reader may see it
                 Q(username__icontains=term)
                 | Q(real_name__icontains=term)
-                | Q(id_number__icontains=term)
-                | Q(email__icontains=term)
+                | (Q(personal=True) & personal)
             )
         return self.paginated(queryset, UserSerializer)
 

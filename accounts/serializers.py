@@ -6,6 +6,8 @@ auditing) live in accounts.services.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -45,9 +47,23 @@ class AuthTokenSerializer(serializers.Serializer):
     )
 
 
+PERSONAL_FIELDS = ("id_number", "email", "phone")
+
+
 class UserSerializer(serializers.ModelSerializer):
+    """A user; the personal fields are null where the reader may see the user (to add them to
+    a project) but not their personal data (tenancy.selectors.with_personal_data)."""
+
     # Plain strings: accounts made before email was required may hold an empty address.
-    email = serializers.CharField(read_only=True)
+    email = serializers.CharField(
+        read_only=True, allow_null=True, help_text=_("Null: not yours to see.")
+    )
+    id_number = serializers.CharField(
+        read_only=True, allow_null=True, help_text=_("Null: not yours to see.")
+    )
+    phone = serializers.CharField(
+        read_only=True, allow_null=True, help_text=_("Null: not yours to see.")
+    )
     domain = serializers.IntegerField(
         source="home_domain_id",
         read_only=True,
@@ -68,6 +84,13 @@ class UserSerializer(serializers.ModelSerializer):
             "is_active",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not getattr(instance, "personal", True):  # no annotation: the caller's own result
+            for name in PERSONAL_FIELDS:
+                data[name] = None
+        return data
 
 
 class UserFilterSerializer(serializers.Serializer):

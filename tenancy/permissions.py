@@ -207,6 +207,38 @@ def _may_manage_user(roles: Roles, target: Any, *, admin_only: bool = False) -> 
     return any(pid in projects or did in domains for pid, did in rows)
 
 
+def _outranks(roles: Roles, target: Any) -> bool:
+    """Does the actor stand above every role the target holds? Changing a user's email is how
+    an account is taken over (a password reset goes to the new address), so an admin changes
+    the identity of, or deactivates, only users below them: never platform staff, never a peer
+    (another admin of the same level), never someone who holds a role the actor does not
+    command. A domain admin commands the domain's assistants and every project role in the
+    domain; a project admin commands the project's assistants; members rank below everyone.
+    Inactive roles do not count; an inactive user's active roles do."""
+    from tenancy.models import DomainRole, Membership
+
+    if target.is_superuser or target.is_staff or target.platform_role:
+        return False
+    now = timezone.now()
+    for domain_id, role in (
+        DomainRole.objects.active(now).filter(user=target).values_list("domain_id", "role")
+    ):
+        if not (role == ASSISTANT and roles.domain_role(domain_id) == ADMIN):
+            return False
+    for project_id, domain_id, role in (
+        Membership.objects.active(now)
+        .filter(user=target)
+        .exclude(role=MEMBER)
+        .values_list("project_id", "project__domain_id", "role")
+    ):
+        if roles.domain_role(domain_id) == ADMIN:
+            continue
+        if role == ASSISTANT and roles.project_role(project_id) == ADMIN:
+            continue
+        return False
+    return True
+
+
 def can(actor: Any, action: Action | str, obj: Any = None) -> bool:
     """May `actor` do `action` on `obj`? The one place every permission is decided."""
     roles = roles_of(actor)
@@ -246,11 +278,16 @@ def can(actor: Any, action: Action | str, obj: Any = None) -> bool:
         case Action.USER_VIEW:
             return obj.pk == actor.pk or roles.finance or _may_manage_user(roles, obj)
         case Action.USER_EDIT_REAL_NAME:
-            # "Real-name fields are changed only by admins" (SPEC Tenancy and people 2).
-            return _may_manage_user(roles, obj, admin_only=True)
+            # "Real-name fields are changed only by admins" (SPEC Tenancy and people 2), and
+            # only of users below them (the email is the key to the account).
+            return _may_manage_user(roles, obj, admin_only=True) and (
+                obj.pk == actor.pk or _outranks(roles, obj)
+            )
         case Action.USER_DEACTIVATE:
-            return obj.home_domain_id is not None and _domain_level(
-                roles, obj.home_domain_id, admin_only=True
+            return (
+                obj.home_domain_id is not None
+                and _domain_level(roles, obj.home_domain_id, admin_only=True)
+                and (obj.pk == actor.pk or _outranks(roles, obj))  # self: a clear 400 later
             )
         case Action.MEMBERSHIP_CHANGE | Action.MEMBERSHIP_REMOVE:
             # Touching an admin or assistant is an appointment; touching a member is daily work.

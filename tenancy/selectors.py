@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Case, Exists, OuterRef, Q, QuerySet, Value, When
 
 from accounts.models import User
 from tenancy.models import AuditEvent, Domain, DomainRole, Membership, Project
@@ -68,6 +68,29 @@ def users_visible_to(user: Any) -> QuerySet[User]:
         visible |= Q(memberships__project__domain_id__in=set(roles.domains))
         visible |= Q(memberships__project_id__in=roles.managed_project_ids)
     return qs.filter(pk__in=User.objects.filter(visible).values("pk"))
+
+
+def with_personal_data(queryset: QuerySet[User], viewer: Any) -> QuerySet[User]:
+    """Annotate `personal`: may the viewer read the user's personal data (student/staff number,
+    email, phone)? The rows of `users_visible_to` include the users of a managed project's
+    domain (a project admin adds them) whose personal data is not the viewer's business: this
+    is exactly `can(viewer, USER_VIEW, user)` (self; platform and finance staff; staff of the
+    user's home domain; staff of a project the user is in, or of that project's domain),
+    computed in the query."""
+    roles = roles_of(viewer)
+    if _sees_everything(viewer):
+        return queryset.annotate(personal=Value(True, output_field=BooleanField()))
+    domains, projects = set(roles.domains), roles.managed_project_ids
+    in_scope = Membership.objects.filter(user_id=OuterRef("pk")).filter(
+        Q(project__domain_id__in=domains) | Q(project_id__in=projects)
+    )
+    return queryset.annotate(
+        personal=Case(
+            When(Q(pk=viewer.pk) | Q(home_domain_id__in=domains) | Exists(in_scope), then=True),
+            default=False,
+            output_field=BooleanField(),
+        )
+    )
 
 
 def memberships_visible_to(user: Any) -> QuerySet[Membership]:
