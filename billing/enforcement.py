@@ -231,6 +231,9 @@ def _process_compute_requests() -> None:
 # -- Tenant locks -----------------------------------------------------------------------------
 
 
+LOCK_FIELDS = ["locked_at", "lock_reason", "lock_reason_code", "lock_reason_args", "unpaid_since"]
+
+
 def _lock(
     *, wallet: Wallet, actor: Any, reason: str | Reason, now: datetime, unpaid: bool
 ) -> Wallet:
@@ -244,15 +247,7 @@ def _lock(
         setattr(wallet, name, value)
     if unpaid and wallet.unpaid_since is None:
         wallet.unpaid_since = now
-    wallet.save(
-        update_fields=[
-            "locked_at",
-            "lock_reason",
-            "lock_reason_code",
-            "lock_reason_args",
-            "unpaid_since",
-        ]
-    )
+    wallet.save(update_fields=LOCK_FIELDS)
     actor = actor if getattr(actor, "pk", None) else None
     LockPeriod.objects.create(wallet=wallet, start=now, locked_by=actor, **stored)
     _set_status(tenant, TenantStatus.LOCKED)
@@ -349,15 +344,7 @@ def tenant_unlock(
         period.save(update_fields=["end", "unlocked_by"])
     wallet.locked_at, wallet.unpaid_since = None, None
     wallet.lock_reason, wallet.lock_reason_code, wallet.lock_reason_args = "", "", {}
-    wallet.save(
-        update_fields=[
-            "locked_at",
-            "lock_reason",
-            "lock_reason_code",
-            "lock_reason_args",
-            "unpaid_since",
-        ]
-    )
+    wallet.save(update_fields=LOCK_FIELDS)
     _set_status(tenant, TenantStatus.ACTIVE)
     scope = _scope(wallet)
     if restart_servers:
