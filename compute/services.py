@@ -20,8 +20,9 @@ Rules decided here (the SPEC is silent):
   `tenant_locked`), while the member is locked (409 `member_locked`) or once the project's end
   date has come (409 `course_ended`); a locked tenant is read-only, so rename is refused too.
   Stop and delete are always allowed.
-- A server that becomes active while any of these holds (a build finishing after a lock) is
-  stopped at once, with the matching stop cause and `running_at_lock`.
+- A server found active with no task while any of these holds (a build finishing after a lock,
+  a lost course-end stop found by the sync) is stopped at once, with the matching stop cause and
+  `running_at_lock`.
 - Actions: start needs `stopped`, stop and reboot need `active`; while a task runs (for at most
   TEACHCLOUD_COMPUTE_TASK_STALE seconds, after which it counts as lost) they answer 409
   `server_busy`. Delete is accepted in any state but `deleted` (deleting twice is a no-op); a
@@ -30,7 +31,8 @@ Rules decided here (the SPEC is silent):
   server went to ERROR while building) leaves the server `error` with a readable `fault`, nothing
   in the cloud (an errored build is deleted there) and its Holding ended at its start (held for
   zero seconds). A build still in BUILD after TEACHCLOUD_COMPUTE_BUILD_WAIT stays `building`;
-  the sync finishes it.
+  the sync finishes it, or fails it the same way (`build_abandon`) when the cloud reports ERROR
+  or it is still in BUILD after TEACHCLOUD_COMPUTE_STUCK_BUILD_MINUTES.
 - A cloud failure of start/stop/reboot/delete clears the task, keeps the status and records the
   message in `fault`.
 - `key_name` names one of the creator's key pairs (compute.keypairs; else 400
@@ -47,6 +49,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -636,9 +639,12 @@ def build_failed(*, server: Server, fault: str) -> Server:
     return row
 
 
-def _build_errored(server: Server, cloud: base.Server, backend: base.ComputeBackend) -> Server:
-    """The cloud accepted the server but it went to ERROR: delete it there, then release."""
-    fault = cloud.fault or _("the cloud reported an error while building it")
+def _build_errored(
+    server: Server, cloud: base.Server, backend: base.ComputeBackend, *, fault: str = ""
+) -> Server:
+    """The cloud accepted the server but it went to ERROR (or never finished the build): delete
+    it there, then release."""
+    fault = fault or cloud.fault or _("the cloud reported an error while building it")
     try:
         backend.delete_server(server_id=cloud.id)
         _poll(backend, cloud.id, _deleted, action_wait(), until_error=False)
@@ -658,6 +664,31 @@ def _build_errored(server: Server, cloud: base.Server, backend: base.ComputeBack
                 _end_holding(row, at_start=True)
         return row
     return build_failed(server=server, fault=fault)
+
+
+def build_abandon(*, server_id: int, cloud: base.Server, fault: str = "") -> Server | None:
+    """The sync's side of a failed build (the build task stopped waiting after
+    TEACHCLOUD_COMPUTE_BUILD_WAIT): a server still `building` whose cloud server went to ERROR, or
+    stayed in BUILD past TEACHCLOUD_COMPUTE_STUCK_BUILD_MINUTES, is handled like the task's own
+    failure (`_build_errored`): deleted in the cloud, `error` with `fault`, its reservation
+    released. Network: call outside any transaction. Returns None (nothing done) while a build
+    task holds the server; a row that is no longer building with that cloud id is left alone."""
+    with _claim(BUILD_LOCK, server_id) as mine:
+        if not mine:
+            return None
+        server = (
+            Server.objects.select_related("project__domain", "owner", "flavor", "image")
+            .filter(pk=server_id)
+            .first()
+        )
+        if (
+            server is None
+            or server.status != ServerStatus.BUILDING
+            or server.cloud_id != cloud.id
+            or server.task == ServerTask.DELETING
+        ):
+            return server
+        return _build_errored(server, cloud, _backend(), fault=fault)
 
 
 # -- Applying cloud state -----------------------------------------------------------------
@@ -703,13 +734,18 @@ def _task_done(task: str, cloud: base.Server) -> bool:
     return False  # deleting ends only with DELETED
 
 
-def server_record(*, server: Server, cloud: base.Server) -> Server:
+def server_record(
+    *, server: Server, cloud: base.Server, stale_before: datetime | None = None
+) -> Server:
     """Apply the cloud's view of a server to its row (used by the tasks and the sync).
 
     Status by STATUS_MAP; DELETED (or a 404 passed as DELETED) ends the holding; a task is
-    cleared when the cloud shows it done; a server stopped with no task of ours gets stop cause
-    `cloud`; a stopped server that runs again loses its stop cause and `running_at_lock`; a
-    server that becomes active while its member or tenant is blocked is stopped at once."""
+    cleared when the cloud shows it done, or (the sync, `stale_before`) when it was set before
+    `stale_before` (lost); a server stopped with no task of ours gets stop cause `cloud`; a
+    stopped server that runs again loses its stop cause and `running_at_lock`; a server that is
+    active with no task while its member or tenant is blocked (or its course has ended) is
+    stopped at once — the stop is asked for here, after the lost task was cleared, so nothing
+    clears it again."""
     with transaction.atomic():
         row = _lock_server(server)
         if row.status == ServerStatus.DELETED:
@@ -721,6 +757,8 @@ def server_record(*, server: Server, cloud: base.Server) -> Server:
         before = {f: getattr(row, f) for f in RECORDED}
         previous, new = row.status, STATUS_MAP.get(cloud.status.upper(), row.status)
         ours = row.task
+        if ours and stale_before is not None and row.updated_at <= stale_before:
+            row.task = ServerTask.NONE  # lost: the cloud's state decides from here
         row.status = new
         row.cloud_status = cloud.status
         if not row.cloud_id and cloud.id:
@@ -754,7 +792,7 @@ def server_record(*, server: Server, cloud: base.Server) -> Server:
                 before={"status": previous},
                 after={"status": new, "cloud_status": cloud.status},
             )
-        if new == ServerStatus.ACTIVE and previous != ServerStatus.ACTIVE and not row.task:
+        if new == ServerStatus.ACTIVE and not row.task:
             membership = (
                 Membership.objects.active().filter(project=row.project, user=row.owner).first()
             )

@@ -10,7 +10,14 @@
   addresses, fault; a vanished server becomes `deleted` and its holding ends). A server whose
   task (stopping, deleting …) is younger than `TEACHCLOUD_COMPUTE_TASK_STALE` seconds is left
   to that task; an older task is taken as lost: the server follows the cloud and the task is
-  cleared.
+  cleared (before the cloud's state is applied, so a stop asked for then stays).
+- A live server that is active with no task while it may not run (its tenant is locked or
+  purged, its member locked, or its course has ended — `services.block_cause`) gets a stop
+  asked for again, so a stop lost with its task (a broker down at the course end) is retried.
+- A server still `building` with a cloud id whose cloud server went to ERROR (the build task
+  had stopped waiting), or is still in BUILD after `TEACHCLOUD_COMPUTE_STUCK_BUILD_MINUTES`,
+  fails like the build task's own failure (`services.build_abandon`): the cloud server is
+  deleted, the row becomes `error` with the fault and its reservation is released.
 - A server still `building` without a cloud id after `TEACHCLOUD_COMPUTE_STUCK_BUILD_MINUTES`
   becomes `error` and its reservation is released (the holding ends at its start, as for any
   failed create) — unless the cloud has a server whose metadata names it (`teachcloud_server`):
@@ -52,12 +59,13 @@ from compute.models import (
     Image,
     Server,
     ServerStatus,
+    ServerTask,
     UnknownServer,
 )
 from compute.services import STATUS_MAP
 from teachcloud.errors import ServiceError
 from tenancy.audit import audit_record
-from tenancy.models import Membership
+from tenancy.models import Membership, Project, TenantStatus
 from tenancy.permissions import Action, require
 
 log = logging.getLogger(__name__)
@@ -76,8 +84,8 @@ class SyncReport:
     cloud_servers: int = 0
     checked: int = 0
     #: One dict per change: {"kind", "server", "cloud_id", "detail"}; kinds: status, addresses,
-    #: gone, stuck, linked, task_cleared, leftover_deleted, unknown, adopted, orphan_deleted,
-    #: vanished, failed.
+    #: gone, stuck, build_failed, blocked, linked, task_cleared, leftover_deleted, unknown,
+    #: adopted, orphan_deleted, vanished, failed.
     changes: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, kind: str, detail: str, *, server: int | None = None, cloud_id: str = "") -> None:
@@ -153,6 +161,38 @@ def _release_stuck(server_pk: int, *, fault: str) -> None:
     from compute import services
 
     services.build_failed(server=Server.objects.get(pk=server_pk), fault=fault)
+
+
+def _abandon_build(
+    report: SyncReport, server: Server, cloud: base.Server, *, kind: str, fault: str
+) -> None:
+    """A build the cloud failed or never finished: delete it there and release (network)."""
+    from compute import services
+
+    report.add(kind, fault, server=server.pk, cloud_id=cloud.id)
+    if not report.apply:
+        return
+    try:
+        services.build_abandon(server_id=server.pk, cloud=cloud, fault=fault)
+    except base.BackendError as exc:
+        report.add("failed", str(exc), server=server.pk, cloud_id=cloud.id)
+
+
+def _blocked(now: datetime) -> tuple[set[int], set[tuple[int, int]]]:
+    """Projects where nothing may run (tenant locked or purged, course ended), and the
+    (project, user) pairs of locked members: what `services.block_cause` decides per server."""
+    today = timezone.localdate(now)
+    projects = set(
+        Project.objects.filter(
+            ~Q(status=TenantStatus.ACTIVE)
+            | ~Q(domain__status=TenantStatus.ACTIVE)
+            | Q(end_date__lte=today)
+        ).values_list("pk", flat=True)
+    )
+    members = set(
+        Membership.objects.active().filter(locked=True).values_list("project_id", "user_id")
+    )
+    return projects, members
 
 
 def _link(server_pk: int, cloud: base.Server) -> Server | None:
@@ -385,6 +425,7 @@ def _sync(report: SyncReport, *, now: datetime) -> None:
     by_id = {cloud.id: cloud for cloud in cloud_servers}
     stale_task = now - timedelta(seconds=services.task_stale_seconds())
     stuck = now - timedelta(minutes=settings.TEACHCLOUD_COMPUTE_STUCK_BUILD_MINUTES)
+    blocked_projects, locked_members = _blocked(now)
 
     claimed: dict[str, base.Server] = {}  # local pk (str) → cloud server naming it
     for cloud in cloud_servers:
@@ -399,7 +440,18 @@ def _sync(report: SyncReport, *, now: datetime) -> None:
             accounted.add(server.cloud_id)
             if server.task and server.updated_at > stale_task:
                 continue  # its task is on its way
-            _follow(report, backend, server, by_id.get(server.cloud_id), now=now)
+            blocked = server.project_id in blocked_projects or (
+                (server.project_id, server.owner_id) in locked_members
+            )
+            _follow(
+                report,
+                backend,
+                server,
+                by_id.get(server.cloud_id),
+                now=now,
+                stuck=stuck,
+                blocked=blocked,
+            )
         elif server.status == ServerStatus.BUILDING:
             claim: base.Server | None = claimed.get(str(server.pk))
             if claim is not None and Server.objects.filter(cloud_id=claim.id).exists():
@@ -438,9 +490,18 @@ def _sync(report: SyncReport, *, now: datetime) -> None:
 
 
 def _follow(
-    report: SyncReport, backend: Any, server: Server, cloud: base.Server | None, *, now: datetime
+    report: SyncReport,
+    backend: Any,
+    server: Server,
+    cloud: base.Server | None,
+    *,
+    now: datetime,
+    stuck: datetime,
+    blocked: bool = False,
 ) -> None:
-    """Apply the cloud's state to one live server that has a cloud id."""
+    """Apply the cloud's state to one live server that has a cloud id: a build the cloud failed
+    or never finished is released, a server that may not run is stopped (see the module
+    docstring)."""
     if cloud is None:
         try:  # missing from the listing: make sure before marking it deleted
             cloud = backend.get_server(server_id=server.cloud_id)
@@ -460,20 +521,43 @@ def _follow(
         if report.apply:
             _apply(server, _gone(server), stale=stale, now=now)
         return
+    if server.status == ServerStatus.BUILDING and server.task != ServerTask.DELETING:
+        status = cloud.status.upper()
+        if status == "ERROR":
+            fault = cloud.fault or _("the cloud reported an error while building it")
+            _abandon_build(report, server, cloud, kind="build_failed", fault=fault)
+            return
+        if status == "BUILD" and server.created_at < stuck:
+            fault = _("the cloud never finished the build")
+            _abandon_build(report, server, cloud, kind="stuck", fault=fault)
+            return
     differences = _differs(server, cloud)
     for kind, detail in differences:
         report.add(kind, detail, server=server.pk, cloud_id=cloud.id)
     if stale:
         report.add("task_cleared", server.task, server=server.pk, cloud_id=cloud.id)
-    if report.apply and (differences or stale or server.cloud_status != cloud.status):
+    # Running while it may not (a lost stop, e.g. at the course end): server_record asks for
+    # the stop again once any lost task is cleared.
+    stop = blocked and STATUS_MAP.get(cloud.status.upper(), server.status) == ServerStatus.ACTIVE
+    if stop:
+        report.add(
+            "blocked",
+            _("running while it may not: stop asked for"),
+            server=server.pk,
+            cloud_id=cloud.id,
+        )
+    if report.apply and (differences or stale or stop or server.cloud_status != cloud.status):
         _apply(server, cloud, stale=stale, now=now)
 
 
 def _apply(server: Server, cloud: base.Server, *, stale: bool, now: datetime) -> None:
+    """Record the cloud's view (services.server_record); a lost task (older than the stale
+    threshold) is cleared there, under the row lock, before a stop may be asked for."""
+    from compute import services
+
+    stale_before = now - timedelta(seconds=services.task_stale_seconds()) if stale else None
     try:
-        _record(server, cloud)
-        if stale:
-            Server.objects.filter(pk=server.pk).update(task="", updated_at=now)
+        services.server_record(server=server, cloud=cloud, stale_before=stale_before)
     except Exception:
         log.exception("compute sync: recording server %s failed", server.pk)
 
