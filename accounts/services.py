@@ -154,7 +154,10 @@ def user_create(
 ) -> User:
     """An admin creates a real-name user of `domain`. Without a password, an invitation email
     lets the user choose one (and proves the address)."""
+    from tenancy.services import tenant_writable
+
     require(actor, Action.USER_CREATE, domain)
+    tenant_writable(domain=domain)
     return _user_create(
         actor=actor,
         domain=domain,
@@ -182,10 +185,11 @@ def user_create_in_project(
     """An admin creates a real-name user of the project's domain and adds them to the project,
     in one transaction (an invitation email lets the user choose a password)."""
     from tenancy.permissions import membership_role_action
-    from tenancy.services import _membership_add
+    from tenancy.services import _membership_add, tenant_writable
 
     require(actor, Action.USER_CREATE, project.domain)
     require(actor, membership_role_action(role), project)
+    tenant_writable(project=project)
     user = _user_create(
         actor=actor,
         domain=project.domain,
@@ -432,7 +436,10 @@ def enrollment_code_create(
     expires_at: datetime | None = None,
     max_uses: int | None = None,
 ) -> EnrollmentCode:
+    from tenancy.services import tenant_writable
+
     require(actor, Action.PROJECT_MANAGE, project)
+    tenant_writable(project=project)
     if expires_at is not None and expires_at <= timezone.now():
         raise ServiceError(
             _("The expiry must be in the future."),
@@ -571,8 +578,11 @@ def _enrollment_request(enrollment_code: EnrollmentCode, user: User) -> Enrollme
 def enrollment_decide(
     *, actor: Any, request: EnrollmentRequest, approve: bool
 ) -> EnrollmentRequest:
-    """Approve (activate the account, add the member) or reject a pending request."""
-    from tenancy.services import _membership_add
+    """Approve (activate the account, add the member) or reject a pending request.
+
+    Approval activates only an account the redemption itself created (still pending); an
+    account an admin deactivated stays inactive and its request cannot be approved."""
+    from tenancy.services import _membership_add, tenant_writable
 
     request = (
         EnrollmentRequest.objects.select_for_update(of=("self",))
@@ -582,10 +592,23 @@ def enrollment_decide(
     require(actor, Action.PROJECT_MANAGE, request.project)
     if request.status != EnrollmentStatus.PENDING:
         raise Conflict(_("This request has already been decided."), code="already_decided")
+    user = request.user
+    if approve:
+        # Rejecting stays possible in a locked project: it creates nothing and answers the
+        # student. Approving adds a member, and a monthly fee, so waits for the unlock.
+        tenant_writable(project=request.project)
+        if not user.is_active and not _pending_account(user):
+            raise Conflict(
+                _(
+                    "The account of %(user)s has been deactivated by an admin of the school: "
+                    "it must be reactivated before this request can be approved."
+                )
+                % {"user": user},
+                code="user_inactive",
+            )
     request.status = EnrollmentStatus.APPROVED if approve else EnrollmentStatus.REJECTED
     request.decided_at, request.decided_by = timezone.now(), _real(actor)
     request.save(update_fields=["status", "decided_at", "decided_by"])
-    user = request.user
     if approve:
         if not user.is_active:
             user.is_active = True
@@ -604,6 +627,23 @@ def enrollment_decide(
     return request
 
 
+def _pending_account(user: User) -> bool:
+    """An inactive account that only waits for its first approval: made inactive by
+    enrollment_redeem, never purged and never deactivated by an admin. Every deactivation goes
+    through user_update (portal, API, admin site), which records is_active true → false in the
+    audit log; no other service creates inactive accounts."""
+    from tenancy.models import AuditEvent
+
+    if user.purged_at is not None:
+        return False
+    return not AuditEvent.objects.filter(
+        target_type=user._meta.label_lower,
+        target_id=str(user.pk),
+        before__is_active=True,
+        after__is_active=False,
+    ).exists()
+
+
 # -- Roster import ----------------------------------------------------------------------------
 
 
@@ -619,11 +659,14 @@ def roster_import_create(
     """Record an import of parsed roster rows; it runs inline when small, else in Celery."""
     from django.conf import settings
 
+    from tenancy.services import tenant_writable
+
     if project is not None:
         require(actor, Action.PROJECT_MANAGE, project)
         domain = project.domain
     else:
         require(actor, Action.DOMAIN_MANAGE, domain)
+    tenant_writable(domain=domain, project=project)
     if not rows:
         raise ServiceError(_("The file has no rows to import."), code="empty_roster")
     roster = RosterImport.objects.create(

@@ -17,7 +17,15 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 from teachcloud.errors import Conflict, ServiceError
 from tenancy.audit import audit_record, snapshot
-from tenancy.models import Domain, DomainRole, DomainRoleKind, Membership, Project, ProjectRole
+from tenancy.models import (
+    Domain,
+    DomainRole,
+    DomainRoleKind,
+    Membership,
+    Project,
+    ProjectRole,
+    TenantStatus,
+)
 from tenancy.permissions import Action, forget_roles, membership_role_action, require
 
 DOMAIN_FIELDS = ["name", "code", "status"]
@@ -85,6 +93,56 @@ def _check_appointee(*, actor: Any, user: User, domain: Domain, role: str) -> No
     )
 
 
+def tenant_writable(*, domain: Domain | None = None, project: Project | None = None) -> None:
+    """Refuse a write to a locked or purged tenant (SPEC "Locking, credit, purge" 1: nothing can
+    be created there and the portal is read-only for it, except recharge). A project is also
+    refused when its domain is locked. The status is read from the database, not from the
+    caller's (possibly older) object.
+
+    Called by every service that creates something in a tenant or changes a project (projects,
+    members, users, enrollment codes and approvals, roster imports). Left open on purpose:
+    billing's recharge, credit limit and unlock (Locking 2); removing members and deactivating
+    enrollment codes, which only reduce what the tenant holds and pays; appointments and role
+    changes, so that a tenant whose admins left can still get one who recharges and unlocks it.
+    """
+    if project is not None:
+        row = (
+            Project.objects.filter(pk=project.pk)
+            .values("name", "status", "domain__name", "domain__status")
+            .get()
+        )
+        tenants = [
+            ("domain", row["domain__name"], row["domain__status"]),
+            ("project", row["name"], row["status"]),
+        ]
+    elif domain is not None:
+        row = Domain.objects.filter(pk=domain.pk).values("name", "status").get()
+        tenants = [("domain", row["name"], row["status"])]
+    else:
+        raise ValueError("tenant_writable needs a domain or a project")
+    for kind, name, status in tenants:
+        if status == TenantStatus.LOCKED:
+            message = (
+                _(
+                    "The school %(name)s is locked: nothing can be created or changed there "
+                    "until its admin unlocks it."
+                )
+                if kind == "domain"
+                else _(
+                    "The project %(name)s is locked: nothing can be created or changed there "
+                    "until its admin unlocks it."
+                )
+            )
+            raise Conflict(message % {"name": name}, code="tenant_locked")
+        if status == TenantStatus.PURGED:
+            message = (
+                _("The school %(name)s has been closed.")
+                if kind == "domain"
+                else _("The project %(name)s has been closed.")
+            )
+            raise Conflict(message % {"name": name}, code="tenant_purged")
+
+
 # -- Domains ----------------------------------------------------------------------------------
 
 
@@ -104,12 +162,12 @@ def _domain_create(*, actor: Any, name: str, code: str, admin: User | None) -> D
         )
     code = _clean_code(code)
     if Domain.objects.filter(code=code).exists():
-        raise Conflict(
-            _("A domain with the code %(code)s already exists.") % {"code": code},
-            code="code_taken",
-            fields={"code": [_("This code is already used.")]},
-        )
-    domain = Domain.objects.create(name=name, code=code, created_by=_real(actor))
+        raise _domain_code_taken(code)
+    try:
+        with transaction.atomic():
+            domain = Domain.objects.create(name=name, code=code, created_by=_real(actor))
+    except IntegrityError as exc:  # a concurrent create with the same code
+        raise _domain_code_taken(code) from exc
     _billing().wallet_open(domain=domain)
     audit_record(
         actor=actor,
@@ -122,6 +180,14 @@ def _domain_create(*, actor: Any, name: str, code: str, admin: User | None) -> D
     if admin is not None:
         _domain_role_set(actor=actor, domain=domain, user=admin, role="admin", expires_at=None)
     return domain
+
+
+def _domain_code_taken(code: str) -> Conflict:
+    return Conflict(
+        _("A domain with the code %(code)s already exists.") % {"code": code},
+        code="code_taken",
+        fields={"code": [_("This code is already used.")]},
+    )
 
 
 @transaction.atomic(durable=True)
@@ -195,6 +261,7 @@ def project_create(
     require(actor, Action.PROJECT_CREATE, domain)
     if admin is not None:
         require(actor, Action.DOMAIN_APPOINT, domain)
+    tenant_writable(domain=domain)
     name = name.strip()
     if not name:
         raise ServiceError(
@@ -204,14 +271,18 @@ def project_create(
         )
     code = _clean_code(code)
     if Project.objects.filter(domain=domain, code=code).exists():
-        raise Conflict(
-            _("The domain already has a project with the code %(code)s.") % {"code": code},
-            code="code_taken",
-            fields={"code": [_("This code is already used in the domain.")]},
-        )
-    project = Project.objects.create(
-        domain=domain, name=name, code=code, description=description, created_by=_real(actor)
-    )
+        raise _project_code_taken(code)
+    try:
+        with transaction.atomic():
+            project = Project.objects.create(
+                domain=domain,
+                name=name,
+                code=code,
+                description=description,
+                created_by=_real(actor),
+            )
+    except IntegrityError as exc:  # a concurrent create with the same code in the domain
+        raise _project_code_taken(code) from exc
     _billing().wallet_open(project=project)
     audit_record(
         actor=actor,
@@ -224,6 +295,14 @@ def project_create(
     if admin is not None:
         _membership_add(actor=actor, project=project, user=admin, role="admin", expires_at=None)
     return project
+
+
+def _project_code_taken(code: str) -> Conflict:
+    return Conflict(
+        _("The domain already has a project with the code %(code)s.") % {"code": code},
+        code="code_taken",
+        fields={"code": [_("This code is already used in the domain.")]},
+    )
 
 
 @transaction.atomic(durable=True)
@@ -240,6 +319,7 @@ def project_update(
     clears it; left out, it is kept). A new end date may not lie in the past (local date)."""
     require(actor, Action.PROJECT_EDIT, project)
     project = Project.objects.select_for_update().get(pk=project.pk)
+    tenant_writable(project=project)
     fields = PROJECT_FIELDS if end_date is KEEP else [*PROJECT_FIELDS, "end_date"]
     before = snapshot(project, fields)
     if name is not None:
@@ -253,11 +333,7 @@ def project_update(
     if code is not None and code.strip().lower() != project.code:
         code = _clean_code(code)
         if Project.objects.filter(domain_id=project.domain_id, code=code).exists():
-            raise Conflict(
-                _("The domain already has a project with the code %(code)s.") % {"code": code},
-                code="code_taken",
-                fields={"code": [_("This code is already used.")]},
-            )
+            raise _project_code_taken(code)
         project.code = code
     if description is not None:
         project.description = description
@@ -269,7 +345,11 @@ def project_update(
                 fields={"end_date": [_("Choose today or a later date.")]},
             )
         project.end_date = end_date
-    project.save()
+    try:
+        with transaction.atomic():
+            project.save()
+    except IntegrityError as exc:  # a concurrent create or rename to the same code
+        raise _project_code_taken(project.code) from exc
     audit_record(
         actor=actor,
         action="project.update",
@@ -306,9 +386,20 @@ def _domain_role_set(
     _check_appointee(actor=actor, user=user, domain=domain, role=role)
     existing = DomainRole.objects.select_for_update().filter(domain=domain, user=user).first()
     if existing is None:
-        grant = DomainRole.objects.create(
-            domain=domain, user=user, role=role, expires_at=expires_at
-        )
+        try:
+            with transaction.atomic():
+                grant = DomainRole.objects.create(
+                    domain=domain, user=user, role=role, expires_at=expires_at
+                )
+        except IntegrityError as exc:  # a concurrent appointment of the same user
+            raise Conflict(
+                _(
+                    "%(user)s was appointed in %(domain)s at the same moment by someone else: "
+                    "reload the page to see the role."
+                )
+                % {"user": user, "domain": domain.name},
+                code="already_appointed",
+            ) from exc
         audit_record(
             actor=actor,
             action="domain_role.appoint",
@@ -397,6 +488,9 @@ def membership_add(
 def _membership_add(
     *, actor: Any, project: Project, user: User, role: str, expires_at: datetime | None
 ) -> Membership:
+    # Every new membership comes through here (portal, API, enrollment, roster rows, a queued
+    # roster import that runs after a lock): each adds a monthly fee to the wallet.
+    tenant_writable(project=project)
     _check_expiry(role, expires_at)
     _check_appointee(actor=actor, user=user, domain=project.domain, role=role)
     if Membership.objects.filter(project=project, user=user).exists():
@@ -511,6 +605,7 @@ def _ensure_no_servers_left(membership: Membership) -> None:
 def membership_remove(*, actor: Any, membership: Membership) -> None:
     membership = _lock_membership(membership)
     require(actor, Action.MEMBERSHIP_REMOVE, membership)
+    # No tenant_writable here: removing a member only lowers what a locked tenant pays.
     if membership.role == "admin":
         _ensure_other_project_admin(membership)
     _ensure_no_servers_left(membership)
