@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -397,3 +398,27 @@ def roster_import_progress(request: HttpRequest, pk: int) -> HttpResponse:
     if not is_htmx(request):
         response["Cache-Control"] = "no-store"
     return response
+
+
+# -- Own email address --------------------------------------------------------------------------
+
+
+@login_required
+def my_email(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's email address, read-only, replacing allauth's email management at the
+    same URL: the address is a real-name field that only admins change, audited (SPEC Tenancy and
+    people 2) — letting a user add and make primary another address would bypass both. A user
+    may ask for the verification email again."""
+    user = request.user
+    address = EmailAddress.objects.filter(user=user, email__iexact=user.email).first()
+    if request.method == "POST":
+        if address is None or address.verified:
+            messages.info(request, _("Your email address is already verified."))
+        else:
+            address.send_confirmation(request)
+            messages.success(
+                request,
+                _("A verification email was sent to %(email)s.") % {"email": address.email},
+            )
+        return redirect("account_email")
+    return render(request, "accounts/my_email.html", {"address": address})

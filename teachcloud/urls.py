@@ -3,8 +3,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts import views as accounts_views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Before allauth: the email address is a real-name field changed by admins (audited), so
+    # allauth's add/remove/make-primary page is replaced by a read-only one at the same URL.
+    path("accounts/email/", accounts_views.my_email, name="account_email"),
     path("accounts/", include("allauth.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include("teachcloud.api.urls")),
