@@ -10,6 +10,7 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 
+from billing.models import Webhook
 from billing.services import MAX_QUANTITY
 
 
@@ -190,3 +191,35 @@ class AllocationRequestForm(AllocationForm):
     def budget_value(self) -> str | None:
         value = (self.cleaned_data.get("budget") or "").strip()
         return value or None
+
+
+class AlertSettingsForm(forms.Form):
+    """A tenant's notification settings on its billing page: the webhook (its admins) and the
+    low-balance alert level (admins and assistants); each field only for whoever may set it.
+    Addresses and amounts are checked by the services (webhook_url, wallet_update)."""
+
+    url = forms.CharField(
+        label=_("Webhook URL"),
+        max_length=500,
+        required=False,
+        help_text=_(
+            "Notifications are also posted here, e.g. to a Feishu, DingTalk or Slack group bot. "
+            "Leave empty for no webhook."
+        ),
+        widget=forms.URLInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    format = forms.ChoiceField(label=_("Message format"), choices=Webhook.Format.choices)
+    active = forms.BooleanField(label=_("Post notifications to the webhook"), required=False)
+    alert_threshold = AmountField(
+        label=_("Low-balance alert below (CNY)"),
+        required=False,
+        help_text=_("Leave empty for the default: 7 days of the current hourly charges."),
+    )
+
+    def __init__(self, *args: Any, may_webhook: bool, may_alert: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not may_webhook:
+            for name in ("url", "format", "active"):
+                del self.fields[name]
+        if not may_alert:
+            del self.fields["alert_threshold"]

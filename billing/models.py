@@ -705,7 +705,17 @@ class Notification(models.Model):
 
 
 class Webhook(models.Model):
-    """A tenant's optional webhook (JSON POST, e.g. Feishu/DingTalk/Slack)."""
+    """A tenant's optional webhook (JSON POST, e.g. Feishu/DingTalk/Slack).
+
+    The format decides the JSON sent (billing.notify): `auto` recognises Feishu/Lark, DingTalk and
+    Slack by the URL's host and posts the generic JSON to any other address."""
+
+    class Format(models.TextChoices):
+        AUTO = "auto", _("Recognise from the address")
+        GENERIC = "generic", _("Generic JSON")
+        FEISHU = "feishu", _("Feishu / Lark bot")
+        DINGTALK = "dingtalk", _("DingTalk robot")
+        SLACK = "slack", _("Slack incoming webhook")
 
     domain = models.OneToOneField(
         "tenancy.Domain", null=True, blank=True, on_delete=models.CASCADE, related_name="webhook"
@@ -714,6 +724,9 @@ class Webhook(models.Model):
         "tenancy.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="webhook"
     )
     url = models.URLField(_("URL"), max_length=500)
+    format = models.CharField(
+        _("format"), max_length=10, choices=Format.choices, default=Format.AUTO
+    )
     active = models.BooleanField(_("active"), default=True)
 
     class Meta:

@@ -13,12 +13,18 @@ at its digest, itself a sent notification) or `failed` with the error.
 
 Per-address work is serialised by a PostgreSQL advisory lock, so two workers never both use the
 last free slot. Rows are claimed (marked sent) in a short transaction, then sent after it.
+
+Webhooks are posted in their receiver's format (`Webhook.format`; `auto` recognises Feishu/Lark,
+DingTalk and Slack by host, anything else gets the generic JSON). Feishu and DingTalk answer
+HTTP 200 with an error code in the body; such an answer marks the notification `failed` with
+their message, like an HTTP error or no answer.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.error
 import urllib.request
 import zlib
@@ -26,6 +32,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -246,9 +253,124 @@ class _Mailer:
 
 # -- Webhooks ---------------------------------------------------------------------------------
 
+FORMAT = Webhook.Format
+TEST_EVENT = "webhook_test"
+# Hosts whose webhooks want their own JSON (Webhook.Format.AUTO recognises them).
+FORMAT_HOSTS = {
+    "open.feishu.cn": FORMAT.FEISHU,
+    "open.larksuite.com": FORMAT.FEISHU,
+    "oapi.dingtalk.com": FORMAT.DINGTALK,
+    "hooks.slack.com": FORMAT.SLACK,
+}
+ANSWER_LIMIT = 64 * 1024  # bytes of an answer read (Feishu/DingTalk answer a short JSON)
+SLACK_ERROR = re.compile(r"[a-z_]{1,60}")
+
+
+def webhook_format(url: str, chosen: str = FORMAT.AUTO) -> str:
+    """The format posted to `url`: the chosen one, or recognised from the host (else generic)."""
+    if chosen and chosen != FORMAT.AUTO:
+        return chosen
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return FORMAT_HOSTS.get(host, FORMAT.GENERIC)
+
+
+def webhook_payload(row: Notification, fmt: str) -> dict[str, Any]:
+    """The JSON body for one notification in the receiver's format."""
+    text = f"{row.subject}\n\n{row.body}"
+    if fmt == FORMAT.FEISHU:  # Feishu/Lark custom bot
+        return {"msg_type": "text", "content": {"text": text}}
+    if fmt == FORMAT.DINGTALK:  # DingTalk custom robot
+        return {"msgtype": "text", "text": {"content": text}}
+    if fmt == FORMAT.SLACK:  # Slack incoming webhook
+        return {"text": text}
+    return {
+        "event": row.event,
+        "subject": row.subject,
+        "text": text,
+        "domain": row.domain.code if row.domain else None,
+        "project": row.project.code if row.project else None,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def answer_error(fmt: str, raw: bytes) -> str | None:
+    """The error a receiver reported in its answer's body, or None when it took the message.
+
+    Feishu and DingTalk answer HTTP 200 with the outcome in the JSON: Feishu `code` (older bots:
+    `StatusCode`) and DingTalk `errcode`, 0 when accepted. Other receivers: the status decides."""
+    if fmt not in (FORMAT.FEISHU, FORMAT.DINGTALK):
+        return None
+    name = "Feishu" if fmt == FORMAT.FEISHU else "DingTalk"
+    try:
+        body = json.loads(raw.decode("utf-8", "replace"))
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return f"{name} answered with something other than JSON"
+    if fmt == FORMAT.FEISHU:
+        code = body.get("code", body.get("StatusCode"))
+        message = body.get("msg", body.get("StatusMessage"))
+    else:
+        code, message = body.get("errcode"), body.get("errmsg")
+    if code is None:
+        return f"{name} answered without a result code"
+    if code != 0:
+        return f"{name} refused the message (code {code}): {str(message or '')[:300]}".rstrip(": ")
+    return None
+
+
+def _error_word(raw: bytes) -> str | None:
+    """Slack's error answers are one word (`no_service`, `invalid_token`). Only such a word is
+    kept: the address is the tenant's choice, so an answer's text is not echoed back."""
+    text = raw[:64].decode("ascii", "replace").strip()
+    return text if SLACK_ERROR.fullmatch(text) else None
+
+
+def _format_of(row: Notification) -> str:
+    """The format of the webhook the row was recorded for (matched by tenant and URL)."""
+    scope = Q(pk__in=[])
+    if row.project_id is not None:
+        scope |= Q(project_id=row.project_id)
+    if row.domain_id is not None:
+        scope |= Q(domain_id=row.domain_id)
+    chosen = (
+        Webhook.objects.filter(scope, url=row.address)
+        .order_by("project_id", "id")  # a project's own hook first (NULLS LAST)
+        .values_list("format", flat=True)
+        .first()
+    )
+    return webhook_format(row.address, chosen or FORMAT.AUTO)
+
+
+def send_test(webhook: Webhook) -> Notification:
+    """Record a test notification for `webhook` and post it now, through the same path as every
+    webhook notification; returns the row with its outcome (`sent` or `failed` with the error).
+
+    Call it outside a transaction: it waits for the receiver (at most the webhook timeout)."""
+    tenant = webhook.project if webhook.project_id else webhook.domain
+    row = Notification.objects.create(
+        event=TEST_EVENT,
+        channel=WEBHOOK,
+        address=webhook.url,
+        domain=webhook.domain if webhook.domain_id else webhook.project.domain,
+        project=webhook.project,
+        subject=_("TeachCloud test message"),
+        body=_(
+            "This is a test message from TeachCloud for %(tenant)s. If you can read it, "
+            "the webhook works."
+        )
+        % {"tenant": tenant},
+    )
+    _post_webhook(row.pk)
+    row.refresh_from_db()
+    return row
+
 
 def _post_webhook(pk: int) -> None:
-    """POST one webhook notification as JSON; record the outcome, never raise."""
+    """POST one webhook notification as JSON; record the outcome, never raise.
+
+    A failure — no answer, an HTTP error, or an error in the body of Feishu's or DingTalk's
+    HTTP 200 answer — marks the row `failed` with the reason."""
     now = timezone.now()
     claimed = Notification.objects.filter(pk=pk, channel=WEBHOOK, status=PENDING).update(
         status=SENT, sent_at=now
@@ -256,20 +378,13 @@ def _post_webhook(pk: int) -> None:
     if not claimed:  # another worker has it
         return
     row = Notification.objects.select_related("domain", "project").get(pk=pk)
-    payload = {
-        "event": row.event,
-        "subject": row.subject,
-        "text": f"{row.subject}\n\n{row.body}",
-        "domain": row.domain.code if row.domain else None,
-        "project": row.project.code if row.project else None,
-        "created_at": row.created_at.isoformat(),
-    }
     if not row.address.lower().startswith(("http://", "https://")):
         _fail(pk, "not an http(s) URL")
         return
+    fmt = _format_of(row)
     request = urllib.request.Request(  # noqa: S310 (http/https only, checked above)
         row.address,
-        data=json.dumps(payload, ensure_ascii=False).encode(),
+        data=json.dumps(webhook_payload(row, fmt), ensure_ascii=False).encode(),
         headers={"Content-Type": "application/json; charset=utf-8"},
         method="POST",
     )
@@ -277,11 +392,24 @@ def _post_webhook(pk: int) -> None:
         with urllib.request.urlopen(  # noqa: S310 (http/https only, checked above)
             request, timeout=settings.TEACHCLOUD_WEBHOOK_TIMEOUT
         ) as response:
-            response.read(1024)
+            raw = response.read(ANSWER_LIMIT)
     except urllib.error.HTTPError as exc:
-        _fail(pk, f"HTTP {exc.code} {exc.reason}")
+        try:
+            raw = exc.read(ANSWER_LIMIT)
+        except Exception:  # the error answer's body is a courtesy
+            raw = b""
+        detail = answer_error(fmt, raw) if raw else None
+        if fmt == FORMAT.SLACK:
+            detail = _error_word(raw)
+        error = f"HTTP {exc.code} {exc.reason}"
+        _fail(pk, f"{error}: {detail}" if detail else error)
+        return
     except Exception as exc:  # timeouts, refused connections, bad URLs
         _fail(pk, f"{type(exc).__name__}: {exc}")
+        return
+    error = answer_error(fmt, raw)
+    if error:
+        _fail(pk, error)
 
 
 def _fail(pk: int, error: str) -> None:

@@ -127,3 +127,18 @@ def notifications_of(user: Any) -> QuerySet[Notification]:
     if not roles_of(user).active:
         return Notification.objects.none()
     return Notification.objects.filter(recipient_id=user.pk).order_by("-created_at", "-id")
+
+
+def notifications_of_tenant(*, domain: Any = None, project: Any = None) -> QuerySet[Notification]:
+    """Every notification recorded for one tenant (all recipients and webhook deliveries),
+    newest first; recipient and tenant fetched with the rows. A domain's list includes its
+    projects' notifications (`notify` records the project's domain with them). The caller
+    asks tenancy.permissions whether the user may see the tenant's billing (Action.WALLET_VIEW)."""
+    if (domain is None) == (project is None):
+        raise ValueError("name exactly one of domain or project")
+    scope = {"project": project} if project is not None else {"domain": domain}
+    return (
+        Notification.objects.filter(**scope)
+        .select_related("recipient", "domain", "project")
+        .order_by("-created_at", "-id")
+    )

@@ -819,6 +819,55 @@ def member_budget_set(*, actor: Any, membership: Membership, budget: Any) -> All
 # -- Webhooks ---------------------------------------------------------------------------------
 
 
+def _webhook_guard(*, domain: Domain | None, project: Project | None) -> tuple[Action, Any]:
+    """The action that guards a tenant's webhook, and the tenant it is asked of."""
+    if (domain is None) == (project is None):
+        raise ServiceError(_("Name exactly one of domain or project."), code="one_target")
+    if project is not None:
+        return Action.PROJECT_EDIT, project
+    return Action.DOMAIN_EDIT, domain
+
+
+def may_set_webhook(
+    actor: Any, *, domain: Domain | None = None, project: Project | None = None
+) -> bool:
+    """May `actor` set, test or remove the tenant's webhook?"""
+    from tenancy.permissions import can
+
+    action, tenant = _webhook_guard(domain=domain, project=project)
+    return can(actor, action, tenant)
+
+
+def webhook_url(url: str) -> str:
+    """A webhook address as stored: stripped, an http(s) URL of at most 500 characters."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import URLValidator
+
+    url = (url or "").strip()
+    try:
+        if len(url) > 500:
+            raise ValidationError("too long")
+        URLValidator(schemes=["http", "https"])(url)
+    except ValidationError as exc:
+        raise ServiceError(
+            _("Enter a valid http(s) URL."), code="invalid_url", fields={"url": [_("Invalid URL.")]}
+        ) from exc
+    return url
+
+
+def webhook_format_choice(value: Any) -> str:
+    """A webhook format (`Webhook.Format`); refused if unknown."""
+    from billing.models import Webhook
+
+    if value not in Webhook.Format.values:
+        raise ServiceError(
+            _("Choose one of the webhook formats."),
+            code="invalid_format",
+            fields={"format": [_("Unknown format.")]},
+        )
+    return value
+
+
 @transaction.atomic(durable=True)
 def webhook_set(
     *,
@@ -827,29 +876,22 @@ def webhook_set(
     project: Project | None = None,
     url: str,
     active: bool = True,
+    format: str | None = None,
 ) -> Any:
-    """The tenant's webhook (one per domain or project): created or replaced, audited."""
-    from django.core.exceptions import ValidationError
-    from django.core.validators import URLValidator
+    """The tenant's webhook (one per domain or project): created or replaced, audited.
 
+    `format`: how notifications are posted (Webhook.Format); None keeps the current one."""
     from billing.models import Webhook
 
-    if (domain is None) == (project is None):
-        raise ServiceError(_("Name exactly one of domain or project."), code="one_target")
-    tenant = project if project is not None else domain
-    require(actor, Action.PROJECT_EDIT if project is not None else Action.DOMAIN_EDIT, tenant)
-    url = (url or "").strip()
-    try:
-        URLValidator(schemes=["http", "https"])(url)
-    except ValidationError as exc:
-        raise ServiceError(
-            _("Enter a valid http(s) URL."), code="invalid_url", fields={"url": [_("Invalid URL.")]}
-        ) from exc
+    action, tenant = _webhook_guard(domain=domain, project=project)
+    require(actor, action, tenant)
+    url = webhook_url(url)
     owner = {"project": project} if project is not None else {"domain": domain}
-    before = Webhook.objects.filter(**owner).values("url", "active").first()
-    webhook, _created = Webhook.objects.update_or_create(
-        **owner, defaults={"url": url, "active": bool(active)}
-    )
+    before = Webhook.objects.filter(**owner).values("url", "format", "active").first()
+    values = {"url": url, "active": bool(active)}
+    if format is not None:
+        values["format"] = webhook_format_choice(format)
+    webhook, _created = Webhook.objects.update_or_create(**owner, defaults=values)
     audit_record(
         actor=actor,
         action="webhook.set",
@@ -857,9 +899,19 @@ def webhook_set(
         domain=domain or project.domain,
         project=project,
         before=before,
-        after={"url": url, "active": bool(active)},
+        after={"url": webhook.url, "format": webhook.format, "active": webhook.active},
     )
     return webhook
+
+
+def webhook_test(*, actor: Any, webhook: Any) -> Any:
+    """Post a test message to the tenant's webhook now (outside any transaction: it waits for
+    the receiver) and return the recorded notification, `sent` or `failed` with the error."""
+    from billing import notify
+
+    action, tenant = _webhook_guard(domain=webhook.domain, project=webhook.project)
+    require(actor, action, tenant)
+    return notify.send_test(webhook)
 
 
 @transaction.atomic(durable=True)

@@ -36,6 +36,7 @@ urlpatterns = [
         views.wallet_billing_admin,
         name="billing_wallet_billing_admin",
     ),
+    path("wallets/<int:pk>/alerts/", views.wallet_alerts, name="billing_wallet_alerts"),
     path("wallets/<int:pk>/lock/", views.wallet_lock, name="billing_wallet_lock"),
     path("wallets/<int:pk>/unlock/", views.wallet_unlock, name="billing_wallet_unlock"),
     path(
@@ -60,5 +61,27 @@ urlpatterns = [
         "allocation-requests/<int:pk>/decide/",
         views.allocation_request_decide,
         name="billing_allocation_request_decide",
+    ),
+    path("notifications/", views.my_notifications, name="my_notifications"),
+    path("notifications/<int:pk>/", views.my_notification, name="my_notification"),
+    path(
+        "domains/<int:pk>/notifications/",
+        views.domain_notifications,
+        name="domain_notifications",
+    ),
+    path(
+        "domains/<int:pk>/notifications/<int:nid>/",
+        views.domain_notification,
+        name="domain_notification",
+    ),
+    path(
+        "projects/<int:pk>/notifications/",
+        views.project_notifications,
+        name="project_notifications",
+    ),
+    path(
+        "projects/<int:pk>/notifications/<int:nid>/",
+        views.project_notification,
+        name="project_notification",
     ),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -18,12 +19,14 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from billing import enforcement, services
 from billing import requests as allocation_requests
 from billing.forms import (
+    AlertSettingsForm,
     AllocationForm,
     AllocationRequestForm,
     BillingAdminForm,
@@ -39,19 +42,21 @@ from billing.models import (
     AllocationRequest,
     Entry,
     Level,
+    Notification,
     ProjectDefaults,
     RechargeRequest,
     RequestStatus,
     Wallet,
+    Webhook,
 )
-from billing.selectors import wallets_visible_to
+from billing.selectors import notifications_of, notifications_of_tenant, wallets_visible_to
 from reports import charts
 from teachcloud.errors import ServiceError
 from tenancy import selectors
 from tenancy.forms import apply_service_error
 from tenancy.models import Domain, Membership, Project
 from tenancy.permissions import Action, can, require
-from tenancy.views import error_message, is_htmx, visible_domain, visible_project
+from tenancy.views import error_message, is_htmx, paginate, visible_domain, visible_project
 
 RECENT_TRANSACTIONS = 20
 RESOURCES = ("vcpus", "ram_gib", "disk_gib")
@@ -113,7 +118,10 @@ def _wallet_context(request: HttpRequest, wallet: Wallet, forms: dict[str, Any])
         "billing_admin": can(user, Action.WALLET_SET_BILLING_ADMIN, wallet),
         "lock": can(user, Action.TENANT_LOCK, tenant),
         "unlock": can(user, Action.TENANT_UNLOCK, tenant),
+        "webhook": services.may_set_webhook(user, **_tenant_kwargs(wallet)),
+        "alert": can(user, Action.WALLET_SET_ALERT, wallet),
     }
+    webhook = Webhook.objects.filter(**_tenant_kwargs(wallet)).first()
     entries = (
         Entry.objects.filter(wallet=wallet)
         .select_related("transaction__created_by")
@@ -150,6 +158,21 @@ def _wallet_context(request: HttpRequest, wallet: Wallet, forms: dict[str, Any])
         ),
         "unlock_form": forms.get("unlock_form") or UnlockForm(prefix="unlock"),
         "lock_form": forms.get("lock_form") or ReasonForm(prefix="lock"),
+        "webhook": webhook,
+        "alerts_form": forms.get("alerts_form")
+        or AlertSettingsForm(
+            prefix="alerts",
+            may_webhook=may["webhook"],
+            may_alert=may["alert"],
+            initial={
+                "url": webhook.url if webhook else "",
+                "format": webhook.format if webhook else Webhook.Format.AUTO,
+                "active": webhook.active if webhook else True,
+                "alert_threshold": wallet.alert_threshold
+                if wallet.alert_threshold is not None
+                else "",
+            },
+        ),
     }
 
 
@@ -454,6 +477,72 @@ def wallet_billing_admin(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _tenant_kwargs(wallet: Wallet) -> dict[str, Any]:
     return {"project": wallet.project} if wallet.project_id else {"domain": wallet.domain}
+
+
+@login_required
+@require_POST
+def wallet_alerts(request: HttpRequest, pk: int) -> HttpResponse:
+    """The tenant's webhook (its admins: set, remove, send a test message) and low-balance alert
+    level (admins and assistants). Everything is checked before anything is saved."""
+    wallet = _visible_wallet(request, pk)
+    tenant = _tenant_kwargs(wallet)
+    may_webhook = services.may_set_webhook(request.user, **tenant)
+    may_alert = can(request.user, Action.WALLET_SET_ALERT, wallet)
+    webhook = Webhook.objects.filter(**tenant).first()
+    if "test" in request.POST:
+        if not may_webhook:
+            raise PermissionDenied
+        if webhook is None:
+            messages.error(request, _("Save a webhook URL first, then send a test message."))
+            return _back_to(wallet)
+        row = services.webhook_test(actor=request.user, webhook=webhook)
+        if row.status == "failed":
+            messages.error(
+                request,
+                _("The test message could not be delivered: %(error)s") % {"error": row.error},
+            )
+        else:
+            messages.success(request, _("The test message was delivered to the webhook."))
+        return _back_to(wallet)
+    if not (may_webhook or may_alert):
+        raise PermissionDenied
+    form = AlertSettingsForm(
+        request.POST, prefix="alerts", may_webhook=may_webhook, may_alert=may_alert
+    )
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            # Check the address before saving anything, so a refusal changes nothing.
+            url = services.webhook_url(data["url"]) if may_webhook and data["url"] else ""
+            threshold = (data.get("alert_threshold") or "").strip()
+            current = wallet.alert_threshold
+            if may_alert and (threshold or "") != ("" if current is None else str(current)):
+                if threshold:
+                    services.wallet_update(
+                        actor=request.user, wallet=wallet, alert_threshold=threshold
+                    )
+                elif current is not None:
+                    services.wallet_update(
+                        actor=request.user, wallet=wallet, clear_alert_threshold=True
+                    )
+            if may_webhook and url:
+                wanted = (url, data["format"], data["active"])
+                if webhook is None or (webhook.url, webhook.format, webhook.active) != wanted:
+                    services.webhook_set(
+                        actor=request.user,
+                        url=url,
+                        format=data["format"],
+                        active=data["active"],
+                        **tenant,
+                    )
+            elif may_webhook and webhook is not None:
+                services.webhook_delete(actor=request.user, webhook=webhook)
+        except (ServiceError, PermissionDenied) as exc:
+            _refused(form, exc)
+        else:
+            messages.success(request, _("The notification settings are saved."))
+            return _back_to(wallet)
+    return _page_for(request, wallet, alerts_form=form)
 
 
 @login_required
@@ -850,3 +939,161 @@ def allocation_request_decide(request: HttpRequest, pk: int) -> HttpResponse:
     if pending.level == Level.PROJECT:
         return redirect("portal:domain_billing", pending.domain_id)
     return redirect("portal:project_billing", pending.project_id)
+
+
+# -- Notifications (SPEC Notifications: every notification is recorded and listed) -------------
+
+NOTIFICATION_EVENTS = {
+    "low_balance": gettext_lazy("Low balance"),
+    "tenant_locked": gettext_lazy("Tenant locked"),
+    "tenant_unlocked": gettext_lazy("Tenant unlocked"),
+    "member_locked": gettext_lazy("Member locked"),
+    "member_unlocked": gettext_lazy("Member unlocked"),
+    "budget_alert": gettext_lazy("Budget threshold"),
+    "purge_reminder": gettext_lazy("Purge reminder"),
+    "tenant_purged": gettext_lazy("Tenant purged"),
+    "statement_ready": gettext_lazy("Monthly statement ready"),
+    "allocation_request.created": gettext_lazy("Allocation request"),
+    "allocation_request.approved": gettext_lazy("Allocation request approved"),
+    "allocation_request.denied": gettext_lazy("Allocation request denied"),
+    "course_ending": gettext_lazy("Course ending"),
+    "course_ended": gettext_lazy("Course ended"),
+    "digest": gettext_lazy("Digest"),
+}
+
+
+def notification_event_label(event: str) -> str:
+    """The reader's-language label of a notification event code (unknown codes as recorded)."""
+    label = NOTIFICATION_EVENTS.get(event)
+    return str(label) if label is not None else event
+
+
+def _webhook_target(url: str) -> str:
+    """Which webhook a delivery went to, without the URL's path or query (which often carry the
+    webhook's secret token) or credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return ""
+    return f"{parts.scheme}://{host}{port}" if host else ""
+
+
+def _annotate_notifications(rows: Any) -> None:
+    for row in rows:
+        row.event_label = notification_event_label(row.event)
+        row.webhook_target = _webhook_target(row.address) if row.channel == "webhook" else ""
+
+
+def _notification_filters(
+    request: HttpRequest, queryset: QuerySet[Notification]
+) -> tuple[QuerySet[Notification], dict[str, Any]]:
+    """Apply the list's filters (event kind, status, channel); unknown values are ignored."""
+    choices: dict[str, list[tuple[str, str]]] = {
+        "event": [(code, str(label)) for code, label in NOTIFICATION_EVENTS.items()],
+        "status": [(code, str(label)) for code, label in Notification.Status.choices],
+        "channel": [(code, str(label)) for code, label in Notification.Channel.choices],
+    }
+    chosen: dict[str, str] = {}
+    for name, options in choices.items():
+        value = request.GET.get(name) or ""
+        if value in {code for code, _label in options}:
+            queryset = queryset.filter(**{name: value})
+            chosen[name] = value
+        else:
+            chosen[name] = ""
+    return queryset, {
+        "filters": chosen,
+        "filter_choices": choices,
+        "filtered": any(chosen.values()),
+    }
+
+
+@login_required
+def my_notifications(request: HttpRequest) -> HttpResponse:
+    queryset = notifications_of(request.user).select_related("domain", "project")
+    page = paginate(request, queryset)
+    _annotate_notifications(page)
+    return render(request, "billing/notifications_mine.html", {"page": page})
+
+
+@login_required
+def my_notification(request: HttpRequest, pk: int) -> HttpResponse:
+    notification = get_object_or_404(
+        notifications_of(request.user).select_related("domain", "project"), pk=pk
+    )
+    folded = list(notification.folded.order_by("created_at", "id"))
+    _annotate_notifications([notification, *folded])
+    context = {"notification": notification, "folded": folded}
+    return render(request, "billing/notifications_mine_detail.html", context)
+
+
+def _tenant_notifications_context(
+    request: HttpRequest, *, domain: Domain | None = None, project: Project | None = None
+) -> tuple[QuerySet[Notification], dict[str, Any]]:
+    """The tenant's notifications, for whoever may see the tenant's billing page."""
+    require(request.user, Action.WALLET_VIEW, tenant_wallet(domain=domain, project=project))
+    queryset = notifications_of_tenant(domain=domain, project=project)
+    if project is not None:
+        context = {
+            "project": project,
+            "tenant_base": "tenancy/project_base.html",
+            "list_url": "portal:project_notifications",
+            "detail_url": "portal:project_notification",
+            "tenant_pk": project.pk,
+        }
+    else:
+        context = {
+            "domain": domain,
+            "tenant_base": "tenancy/domain_base.html",
+            "list_url": "portal:domain_notifications",
+            "detail_url": "portal:domain_notification",
+            "tenant_pk": domain.pk if domain else None,
+        }
+    return queryset, {**context, "tab": "notifications"}
+
+
+def _tenant_notification_list(
+    request: HttpRequest, *, domain: Domain | None = None, project: Project | None = None
+) -> HttpResponse:
+    queryset, context = _tenant_notifications_context(request, domain=domain, project=project)
+    queryset, filters = _notification_filters(request, queryset)
+    page = paginate(request, queryset)
+    _annotate_notifications(page)
+    context |= {**filters, "page": page}
+    return render(request, "billing/notifications_tenant.html", context)
+
+
+def _tenant_notification_detail(
+    request: HttpRequest,
+    pk: int,
+    *,
+    domain: Domain | None = None,
+    project: Project | None = None,
+) -> HttpResponse:
+    queryset, context = _tenant_notifications_context(request, domain=domain, project=project)
+    notification = get_object_or_404(queryset.select_related("digest"), pk=pk)
+    _annotate_notifications([notification])
+    context["notification"] = notification
+    return render(request, "billing/notifications_tenant_detail.html", context)
+
+
+@login_required
+def domain_notifications(request: HttpRequest, pk: int) -> HttpResponse:
+    return _tenant_notification_list(request, domain=visible_domain(request, pk))
+
+
+@login_required
+def domain_notification(request: HttpRequest, pk: int, nid: int) -> HttpResponse:
+    return _tenant_notification_detail(request, nid, domain=visible_domain(request, pk))
+
+
+@login_required
+def project_notifications(request: HttpRequest, pk: int) -> HttpResponse:
+    return _tenant_notification_list(request, project=visible_project(request, pk))
+
+
+@login_required
+def project_notification(request: HttpRequest, pk: int, nid: int) -> HttpResponse:
+    return _tenant_notification_detail(request, nid, project=visible_project(request, pk))
