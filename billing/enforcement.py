@@ -30,6 +30,22 @@ Rules written down where the SPEC is silent:
   old. Last activity = the latest of: date_joined, last_login, the creation of any of their
   memberships or domain roles, the end of one (audit events membership.remove/expire,
   domain_role.remove/expire naming them), and the purge of a project or domain they belonged to.
+- Anonymising a user blanks their row (real name "已清除用户", username "purged-<id>", no email,
+  phone or id number) and rewrites the same values into the audit log, whose events are kept:
+  the personal fields of the snapshots of the events about the user (user.create, real-name
+  changes, …), the `user`/`owner` keys naming them by their old username in other snapshots
+  (grants, enrollments, servers they owned), and the actor/target labels ("name (username)")
+  that named them. Other users' values are left alone.
+- Who is emailed about a wallet (one rule, `effective_billing_admin`, `tenant_admins`,
+  `wallet_recipients`): the *effective billing admin* is `Wallet.billing_admin` while that user
+  is an active account and still an admin of the tenant (a domain admin of a domain wallet's
+  domain; a project admin of a project wallet's project, or that project's domain admin), else
+  nobody. The tenant's admins are its current admins with active accounts (domain admins of a
+  domain, project admins of a project). Low balance, lock/unlock, purge reminders and purge go
+  to the effective billing admin and the tenant's admins, each once; "statement ready" goes to
+  the effective billing admin or, when there is none, to the tenant's admins. The platform
+  wallet is nobody's tenant wallet: its billing admin cannot be set and nobody is emailed
+  about it (platform and finance staff read its statements in the portal).
 """
 
 from __future__ import annotations
@@ -141,16 +157,54 @@ def _scope(wallet: Wallet) -> dict[str, Any]:
     return {"domain": wallet.domain, "project": None}
 
 
-def _recipients(wallet: Wallet) -> list[Any]:
-    """The wallet's billing admin and the tenant's admins (active accounts only)."""
+def tenant_admins(wallet: Wallet) -> list[Any]:
+    """The wallet's tenant's current admins with active accounts, by id (the platform wallet:
+    nobody; see the module docstring)."""
+    from accounts.models import User
+
     if wallet.project_id:
         grants = Membership.objects.active().filter(project_id=wallet.project_id, role="admin")
-    else:
+    elif wallet.domain_id:
         grants = DomainRole.objects.active().filter(domain_id=wallet.domain_id, role="admin")
-    users = [grant.user for grant in grants.select_related("user").order_by("user_id")]
-    if wallet.billing_admin is not None:
-        users.insert(0, wallet.billing_admin)
-    return [user for user in users if user.is_active]
+    else:
+        return []
+    admins = User.objects.filter(Exists(grants.filter(user=OuterRef("pk"))), is_active=True)
+    return list(admins.order_by("pk"))
+
+
+def effective_billing_admin(wallet: Wallet) -> Any | None:
+    """`wallet.billing_admin` while they are an active admin of the tenant, else None."""
+    user = wallet.billing_admin
+    if user is None:
+        return None
+    mine = {"user": user, "user__is_active": True, "role": "admin"}  # the row as it is now
+    domain_admin = DomainRole.objects.active().filter(**mine)
+    if wallet.project_id:
+        project_admin = Membership.objects.active().filter(project_id=wallet.project_id, **mine)
+        domain_id = Subquery(Project.objects.filter(pk=wallet.project_id).values("domain_id"))
+        still = project_admin.exists() or domain_admin.filter(domain_id=domain_id).exists()
+    elif wallet.domain_id:
+        still = domain_admin.filter(domain_id=wallet.domain_id).exists()
+    else:
+        still = False
+    return user if still else None
+
+
+def wallet_recipients(wallet: Wallet, *, statement: bool = False) -> list[Any]:
+    """Who is emailed about the wallet: the effective billing admin and the tenant's admins,
+    each once; for `statement` ("statement ready"), the effective billing admin alone, or the
+    tenant's admins when there is none."""
+    billing_admin = effective_billing_admin(wallet)
+    if statement and billing_admin is not None:
+        return [billing_admin]
+    users = [billing_admin] if billing_admin is not None else []
+    users += [user for user in tenant_admins(wallet) if user not in users]
+    return users
+
+
+def _recipients(wallet: Wallet) -> list[Any]:
+    """The wallet's effective billing admin and the tenant's admins (active accounts only)."""
+    return wallet_recipients(wallet)
 
 
 def _project_managers(project: Project) -> list[Any]:
@@ -898,6 +952,83 @@ def _anonymise_users(now: datetime) -> int:
     return len(candidates)
 
 
+PERSONAL_FIELDS = ("username", "real_name", "id_number", "email", "phone")
+USER_KEYS = ("user", "owner", "username")  # audit snapshot keys that hold a username
+
+
+def _label(real_name: str, username: str) -> str:
+    """What str(user) was for these values (accounts.models.User.__str__)."""
+    return f"{real_name} ({username})" if real_name else username
+
+
+def _anonymise_audit(*, user: Any, old: dict[str, str]) -> None:
+    """Replace an anonymised user's personal data in the audit log by the values their row now
+    has; the events stay (see the module docstring). `old`: PERSONAL_FIELDS before."""
+    import json
+    import re
+
+    from django.db.models import TextField
+    from django.db.models.functions import Cast
+
+    new = {name: getattr(user, name) for name in PERSONAL_FIELDS}
+    own = Q(target_type=user._meta.label_lower, target_id=str(user.pk))
+    # Every real name they had (each change is audited), for the labels written meanwhile.
+    names = {old["real_name"]}
+    for event in AuditEvent.objects.filter(own).only("before", "after"):
+        for data in (event.before, event.after):
+            if isinstance(data, dict) and isinstance(data.get("real_name"), str):
+                names.add(data["real_name"])
+    label = str(user)
+    patterns = [
+        re.compile(rf"(?<![\w.@-]){re.escape(_label(name, old['username']))}(?![\w.@-])")
+        for name in sorted(names, key=len, reverse=True)
+    ]
+    username = json.dumps(old["username"], ensure_ascii=False)
+    events = AuditEvent.objects.alias(
+        before_text=Cast("before", TextField()), after_text=Cast("after", TextField())
+    ).filter(
+        own
+        | Q(actor_id=user.pk)
+        | Q(before_text__contains=username)
+        | Q(after_text__contains=username)
+        | Q(target_repr__contains=old["username"])
+        | Q(actor_repr__contains=old["username"])
+    )
+
+    def scrub(value: Any, *, mine: bool) -> Any:
+        """In their own snapshots every personal field, elsewhere a key naming a user (grants,
+        enrollments, server owners) that holds their old username → the new value."""
+        if isinstance(value, dict):
+            return {key: scrub_item(key, item, mine=mine) for key, item in value.items()}
+        if isinstance(value, list):
+            return [scrub(item, mine=mine) for item in value]
+        return value
+
+    def scrub_item(key: str, item: Any, *, mine: bool) -> Any:
+        if mine and key in new and isinstance(item, str):
+            return new[key]
+        if key in USER_KEYS and item == old["username"]:
+            return new["username"]
+        return scrub(item, mine=mine)
+
+    def relabel(text: str) -> str:
+        for pattern in patterns:
+            text = pattern.sub(label, text)
+        return text
+
+    for event in events:
+        mine = event.target_type == user._meta.label_lower and event.target_id == str(user.pk)
+        changed = {
+            "before": scrub(event.before, mine=mine),
+            "after": scrub(event.after, mine=mine),
+            "target_repr": label if mine else relabel(event.target_repr),
+            "actor_repr": label if event.actor_id == user.pk else relabel(event.actor_repr),
+        }
+        changed = {key: value for key, value in changed.items() if value != getattr(event, key)}
+        if changed:
+            AuditEvent.objects.filter(pk=event.pk).update(**changed)
+
+
 def _anonymise(*, pk: int, now: datetime) -> None:
     from allauth.account.models import EmailAddress
 
@@ -907,6 +1038,7 @@ def _anonymise(*, pk: int, now: datetime) -> None:
     if user.purged_at is not None:
         return
     home = user.home_domain
+    old = {name: getattr(user, name) for name in PERSONAL_FIELDS}
     user.real_name = ANONYMOUS_NAME
     user.username = f"purged-{user.pk}"
     user.email = user.phone = user.id_number = ""
@@ -921,6 +1053,7 @@ def _anonymise(*, pk: int, now: datetime) -> None:
         Authenticator.objects.filter(user=user).delete()
     except ImportError:  # MFA not installed
         pass
+    _anonymise_audit(user=user, old=old)
     audit_record(
         actor=None,
         action="user.purge",

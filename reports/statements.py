@@ -406,8 +406,12 @@ def statement_issue(
 
 
 def _notify_ready(statement: Statement, *, now: datetime) -> None:
+    from billing.enforcement import wallet_recipients
+
     wallet = statement.wallet
-    if wallet.billing_admin is None:
+    # The effective billing admin, else the tenant's admins (rule: billing/enforcement.py).
+    recipients = wallet_recipients(wallet, statement=True)
+    if not recipients:
         return
     month = f"{statement.month:%Y-%m}"
     base = settings.TEACHCLOUD_BASE_URL.rstrip("/")
@@ -429,7 +433,7 @@ def _notify_ready(statement: Statement, *, now: datetime) -> None:
         }
     notify(
         event="statement_ready",
-        users=[wallet.billing_admin],
+        users=recipients,
         subject=subject,
         body=body,
         domain=wallet.domain,

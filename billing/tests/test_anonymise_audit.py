@@ -1,0 +1,105 @@
+"""SPEC Locking 5: a user purged after 18 months has their personal data anonymised — in the
+audit log too, whose events are kept (only the personal values are replaced)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.services import (
+    enrollment_code_create,
+    enrollment_decide,
+    enrollment_redeem_as_user,
+    user_create,
+    user_update,
+)
+from billing.enforcement import add_months, enforce
+from tenancy.models import AuditEvent, Membership
+from tenancy.services import membership_remove
+
+pytestmark = pytest.mark.django_db
+
+OLD = {
+    "username": "mingyue",
+    "real_name": "欧阳明月",
+    "id_number": "S2023-0042",
+    "email": "mingyue@example.edu",
+    "phone": "13912345678",
+}
+
+
+def everything(event: AuditEvent) -> str:
+    """All the text an audit row holds."""
+    return "\n".join(
+        [
+            json.dumps(event.before, ensure_ascii=False),
+            json.dumps(event.after, ensure_ascii=False),
+            event.target_repr,
+            event.actor_repr,
+            str(event),
+        ]
+    )
+
+
+def test_anonymising_a_user_scrubs_their_personal_data_from_the_audit_log(
+    world, django_capture_on_commit_callbacks
+):
+    user = user_create(actor=world.domain_admin, domain=world.domain, **OLD)
+    code = enrollment_code_create(actor=world.project_admin, project=world.project)
+    request = enrollment_redeem_as_user(code=code.code, user=user)  # the user is the actor
+    enrollment_decide(actor=world.project_admin, request=request, approve=True)
+    user_update(actor=world.domain_admin, user=user, email="moon@example.edu", phone="13900000000")
+    user_update(actor=world.domain_admin, user=user, real_name="欧阳明日")
+    membership_remove(actor=world.project_admin, membership=Membership.objects.get(user=user))
+    old_values = [*OLD.values(), "moon@example.edu", "13900000000", "欧阳明日"]
+
+    mine = AuditEvent.objects.filter(target_type="accounts.user", target_id=str(user.pk))
+    assert {e.action for e in mine} == {"user.create", "user.real_name_change"}
+    assert AuditEvent.objects.filter(action="membership.add", after__user="mingyue").exists()
+    assert any("mingyue@example.edu" in everything(e) for e in mine)
+    others = {
+        e.pk: everything(e) for e in AuditEvent.objects.all() if "mingyue" not in everything(e)
+    }
+    kept = set(AuditEvent.objects.values_list("pk", flat=True))
+
+    later = add_months(timezone.now(), 18) + timedelta(days=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = enforce(now=later)
+    user.refresh_from_db()
+    assert user.purged_at == later and user.real_name == "已清除用户"
+
+    # No row was deleted; only the `user.purge` events were added.
+    rows = AuditEvent.objects.all()
+    assert kept <= set(rows.values_list("pk", flat=True))
+    purges = rows.filter(action="user.purge").count()
+    assert purges == result["users_anonymised"] >= 1
+    assert rows.count() == len(kept) + purges
+    # None of their personal values is left, in snapshots, labels or actors.
+    for event in rows:
+        text = everything(event)
+        assert not [value for value in old_values if value in text], (event.action, text)
+    # Their snapshots carry the values their row now has.
+    create = AuditEvent.objects.get(action="user.create", target_id=str(user.pk))
+    assert create.after == {
+        "username": f"purged-{user.pk}",
+        "real_name": "已清除用户",
+        "id_number": "",
+        "email": "",
+        "phone": "",
+    }
+    label = f"已清除用户 (purged-{user.pk})"
+    assert create.target_repr == label
+    change = AuditEvent.objects.filter(action="user.real_name_change").order_by("pk")
+    assert [(e.before["email"], e.after["email"]) for e in change] == [("", "")] * 2
+    assert all(e.after["is_active"] is True for e in change)  # not personal data: kept
+    redeem = AuditEvent.objects.get(action="enrollment.redeem")
+    assert redeem.actor_id == user.pk and redeem.actor_repr == label
+    assert redeem.after == {"user": f"purged-{user.pk}", "code": code.code}
+    added = AuditEvent.objects.get(action="membership.add", after__user=f"purged-{user.pk}")
+    assert added.target_repr.startswith(label + " @ ")
+    # Everyone else's events are untouched.
+    for pk, text in others.items():
+        assert everything(AuditEvent.objects.get(pk=pk)) == text
