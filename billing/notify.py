@@ -22,9 +22,11 @@ their message, like an HTTP error or no answer.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
+import socket
 import urllib.error
 import urllib.request
 import zlib
@@ -366,6 +368,39 @@ def send_test(webhook: Webhook) -> Notification:
     return row
 
 
+def address_problem(url: str) -> str | None:
+    """Why a webhook URL may not be posted to, or None: unless TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE,
+    its host must resolve only to public addresses (not loopback, private, link-local,
+    multicast, reserved or unspecified) — tenant admins type these URLs, and the server must not
+    become their probe into its own network."""
+    if settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE:
+        return None
+    parts = urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return "no host"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (OSError, ValueError) as exc:
+        return f"cannot resolve {host}: {exc}"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if not address.is_global or address.is_multicast:
+            return f"{host} resolves to a non-public address ({address})"
+    return None
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTP error it is: following it could lead anywhere."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
 def _post_webhook(pk: int) -> None:
     """POST one webhook notification as JSON; record the outcome, never raise.
 
@@ -381,6 +416,10 @@ def _post_webhook(pk: int) -> None:
     if not row.address.lower().startswith(("http://", "https://")):
         _fail(pk, "not an http(s) URL")
         return
+    problem = address_problem(row.address)
+    if problem:
+        _fail(pk, problem)
+        return
     fmt = _format_of(row)
     request = urllib.request.Request(  # noqa: S310 (http/https only, checked above)
         row.address,
@@ -389,9 +428,7 @@ def _post_webhook(pk: int) -> None:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(  # noqa: S310 (http/https only, checked above)
-            request, timeout=settings.TEACHCLOUD_WEBHOOK_TIMEOUT
-        ) as response:
+        with _opener.open(request, timeout=settings.TEACHCLOUD_WEBHOOK_TIMEOUT) as response:
             raw = response.read(ANSWER_LIMIT)
     except urllib.error.HTTPError as exc:
         try:

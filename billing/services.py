@@ -852,6 +852,15 @@ def webhook_url(url: str) -> str:
         raise ServiceError(
             _("Enter a valid http(s) URL."), code="invalid_url", fields={"url": [_("Invalid URL.")]}
         ) from exc
+    from billing.notify import address_problem
+
+    problem = address_problem(url)
+    if problem:
+        raise ServiceError(
+            _("Webhooks go to public internet addresses only: %(problem)s.") % {"problem": problem},
+            code="webhook_address",
+            fields={"url": [_("Not a public address.")]},
+        )
     return url
 
 

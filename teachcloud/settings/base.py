@@ -163,6 +163,11 @@ TEACHCLOUD_ROSTER_INLINE_ROWS = 200
 TEACHCLOUD_BUDGET_ALERTS = [50, 80, 90]  # percent of a member's budget, alerted once each
 TEACHCLOUD_MAIL_RATE = (5, 600)  # at most 5 emails per recipient address per 600 s
 TEACHCLOUD_WEBHOOK_TIMEOUT = 5  # seconds
+# Webhooks go to the internet only: an address that resolves to a loopback, private,
+# link-local or otherwise non-public IP is refused when saved and when posted (tenant admins
+# type these URLs; the server must not probe its own network for them). Redirects are not
+# followed. The demo and the tests post to 127.0.0.1 and switch this on.
+TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = env.bool("TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE", default=False)
 # Reports: exports up to this many rows stream at once (about a second); larger ones run as a
 # background job (reports.jobs) whose file is kept TEACHCLOUD_EXPORT_KEEP_DAYS days.
 TEACHCLOUD_EXPORT_SYNC_MAX_ROWS = env.int("TEACHCLOUD_EXPORT_SYNC_MAX_ROWS", default=100_000)

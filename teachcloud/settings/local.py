@@ -54,3 +54,5 @@ if not TEACHCLOUD_CLOUD and not env("OS_CLOUD", default=""):  # noqa: F405
     TEACHCLOUD_CLOUD_SIMULATED = env.bool("TEACHCLOUD_CLOUD_SIMULATED", default=True)
     # The demo should answer quickly when the development cloud is not running.
     TEACHCLOUD_COMPUTE_TIMEOUT = env.float("TEACHCLOUD_COMPUTE_TIMEOUT", default=10.0)
+# The demo may post webhooks to a receiver on this machine.
+TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = env.bool("TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE", default=True)

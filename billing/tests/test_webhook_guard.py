@@ -1,0 +1,99 @@
+"""Webhooks go to public internet addresses only (TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE off, as in
+production): a tenant admin's URL must not make the server probe its own network — refused when
+saved, refused again when posted (DNS may change in between), and redirects are not followed."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from billing import services
+from billing.models import Webhook
+from billing.notify import address_problem
+from billing.tests.test_webhooks import _event, receiver
+from teachcloud.errors import ServiceError
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/hook",
+        "http://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data/",  # the cloud's metadata service
+        "http://[::1]/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_non_public_addresses_are_named(settings, url):
+    settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = False
+    assert "non-public" in address_problem(url)
+
+
+def test_a_public_address_passes_and_the_switch_allows_private_ones(settings):
+    settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = False
+    assert address_problem("https://93.184.216.34/hook") is None  # a literal: no DNS needed
+    settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = True
+    assert address_problem("http://127.0.0.1/hook") is None
+
+
+def test_saving_a_private_address_is_refused_and_changes_nothing(settings, world):
+    settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = False
+    with pytest.raises(ServiceError) as refused:
+        services.webhook_set(
+            actor=world.project_admin, project=world.project, url="http://10.0.0.5/hook"
+        )
+    assert refused.value.code == "webhook_address"
+    assert not Webhook.objects.filter(project=world.project).exists()
+
+
+def test_posting_re_checks_the_address(settings, world, django_capture_on_commit_callbacks):
+    with receiver() as hook:
+        services.webhook_set(actor=world.project_admin, project=world.project, url=hook.url)
+        settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = False  # e.g. the name now resolves inside
+        row = _event(django_capture_on_commit_callbacks, world)
+    assert row.status == "failed" and "non-public" in row.error
+    assert hook.requests == []
+
+
+@contextmanager
+def redirecting() -> Any:
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.send_response(302)  # urllib would follow it as a GET
+            self.send_header("Location", "/inside")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", hits
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_redirect_is_not_followed(world, django_capture_on_commit_callbacks):
+    with redirecting() as (url, hits):
+        services.webhook_set(actor=world.project_admin, project=world.project, url=url)
+        row = _event(django_capture_on_commit_callbacks, world)
+    assert hits == ["/hook"]
+    assert row.status == "failed" and row.error.startswith("HTTP 302")
