@@ -85,6 +85,7 @@ from billing.models import (
     Level,
     LockPeriod,
     MemberConsumption,
+    Notification,
     PurgeReminder,
     Wallet,
     WalletKind,
@@ -172,22 +173,24 @@ def tenant_admins(wallet: Wallet) -> list[Any]:
     return list(admins.order_by("pk"))
 
 
-def effective_billing_admin(wallet: Wallet) -> Any | None:
-    """`wallet.billing_admin` while they are an active admin of the tenant, else None."""
-    user = wallet.billing_admin
-    if user is None:
-        return None
+def is_wallet_admin(wallet: Wallet, user: Any) -> bool:
+    """Is `user` an active admin of the wallet's tenant (for a project wallet: of the project
+    or of its domain)? Who may be, and stays, a wallet's billing admin."""
     mine = {"user": user, "user__is_active": True, "role": "admin"}  # the row as it is now
     domain_admin = DomainRole.objects.active().filter(**mine)
     if wallet.project_id:
         project_admin = Membership.objects.active().filter(project_id=wallet.project_id, **mine)
         domain_id = Subquery(Project.objects.filter(pk=wallet.project_id).values("domain_id"))
-        still = project_admin.exists() or domain_admin.filter(domain_id=domain_id).exists()
-    elif wallet.domain_id:
-        still = domain_admin.filter(domain_id=wallet.domain_id).exists()
-    else:
-        still = False
-    return user if still else None
+        return project_admin.exists() or domain_admin.filter(domain_id=domain_id).exists()
+    if wallet.domain_id:
+        return domain_admin.filter(domain_id=wallet.domain_id).exists()
+    return False
+
+
+def effective_billing_admin(wallet: Wallet) -> Any | None:
+    """`wallet.billing_admin` while they are an active admin of the tenant, else None."""
+    user = wallet.billing_admin
+    return user if user is not None and is_wallet_admin(wallet, user) else None
 
 
 def wallet_recipients(wallet: Wallet, *, statement: bool = False) -> list[Any]:
@@ -961,9 +964,38 @@ def _label(real_name: str, username: str) -> str:
     return f"{real_name} ({username})" if real_name else username
 
 
-def _anonymise_audit(*, user: Any, old: dict[str, str]) -> None:
+def _former_names(user: Any, old: dict[str, str]) -> set[str]:
+    """Every real name the user had (each change is audited), read before anything is scrubbed."""
+    names = {old["real_name"]}
+    own = Q(target_type=user._meta.label_lower, target_id=str(user.pk))
+    for event in AuditEvent.objects.filter(own).only("before", "after"):
+        for data in (event.before, event.after):
+            if isinstance(data, dict) and isinstance(data.get("real_name"), str):
+                names.add(data["real_name"])
+    return {name for name in names if name}
+
+
+def _anonymise_notifications(*, user: Any, old: dict[str, str], names: set[str]) -> None:
+    """The recorded notifications keep what happened, not who: the user's own lose their
+    address, and their former names, email, phone and number become the anonymous label in
+    every subject and body (set-based; purges are rare)."""
+    from django.db.models.functions import Replace
+
+    Notification.objects.filter(recipient=user).update(address="")
+    label = Value(str(user))
+    # Not the username: a short login name ("li", "member") is too often a word of the text.
+    values = names | {old[name] for name in ("email", "phone", "id_number")}
+    for value in sorted((v for v in values if len(v) >= 2), key=len, reverse=True):
+        for name in ("subject", "body"):
+            Notification.objects.filter(**{f"{name}__contains": value}).update(
+                **{name: Replace(name, Value(value), label)}
+            )
+
+
+def _anonymise_audit(*, user: Any, old: dict[str, str], names: set[str]) -> None:
     """Replace an anonymised user's personal data in the audit log by the values their row now
-    has; the events stay (see the module docstring). `old`: PERSONAL_FIELDS before."""
+    has; the events stay (see the module docstring). `old`: PERSONAL_FIELDS before; `names`:
+    every real name they had."""
     import json
     import re
 
@@ -972,12 +1004,6 @@ def _anonymise_audit(*, user: Any, old: dict[str, str]) -> None:
 
     new = {name: getattr(user, name) for name in PERSONAL_FIELDS}
     own = Q(target_type=user._meta.label_lower, target_id=str(user.pk))
-    # Every real name they had (each change is audited), for the labels written meanwhile.
-    names = {old["real_name"]}
-    for event in AuditEvent.objects.filter(own).only("before", "after"):
-        for data in (event.before, event.after):
-            if isinstance(data, dict) and isinstance(data.get("real_name"), str):
-                names.add(data["real_name"])
     label = str(user)
     patterns = [
         re.compile(rf"(?<![\w.@-]){re.escape(_label(name, old['username']))}(?![\w.@-])")
@@ -1039,6 +1065,7 @@ def _anonymise(*, pk: int, now: datetime) -> None:
         return
     home = user.home_domain
     old = {name: getattr(user, name) for name in PERSONAL_FIELDS}
+    names = _former_names(user, old)
     user.real_name = ANONYMOUS_NAME
     user.username = f"purged-{user.pk}"
     user.email = user.phone = user.id_number = ""
@@ -1053,7 +1080,8 @@ def _anonymise(*, pk: int, now: datetime) -> None:
         Authenticator.objects.filter(user=user).delete()
     except ImportError:  # MFA not installed
         pass
-    _anonymise_audit(user=user, old=old)
+    _anonymise_audit(user=user, old=old, names=names)
+    _anonymise_notifications(user=user, old=old, names=names)
     audit_record(
         actor=None,
         action="user.purge",

@@ -398,15 +398,10 @@ def wallet_update(
 
 
 def _is_tenant_admin(wallet: Wallet, user: Any) -> bool:
-    from tenancy.models import DomainRole
+    """The same rule that keeps a billing admin effective (billing.enforcement)."""
+    from billing.enforcement import is_wallet_admin
 
-    if wallet.project_id:
-        return (
-            Membership.objects.active()
-            .filter(project_id=wallet.project_id, user=user, role="admin")
-            .exists()
-        )
-    return DomainRole.objects.filter(domain_id=wallet.domain_id, user=user, role="admin").exists()
+    return is_wallet_admin(wallet, user)
 
 
 # -- Allocations ------------------------------------------------------------------------------

@@ -103,3 +103,39 @@ def test_anonymising_a_user_scrubs_their_personal_data_from_the_audit_log(
     # Everyone else's events are untouched.
     for pk, text in others.items():
         assert everything(AuditEvent.objects.get(pk=pk)) == text
+
+
+def test_anonymising_a_user_scrubs_them_from_the_recorded_notifications(
+    world, django_capture_on_commit_callbacks
+):
+    from billing.models import Notification
+    from billing.notify import notify
+
+    user = user_create(actor=world.domain_admin, domain=world.domain, **OLD)
+    with django_capture_on_commit_callbacks(execute=True):
+        notify(
+            event="budget_alert",
+            users=[user],
+            subject="欧阳明月: 90 % of your budget",
+            body="Dear 欧阳明月 (S2023-0042), write to mingyue@example.edu if this is wrong.",
+            project=world.project,
+        )
+        notify(
+            event="budget_alert",
+            users=[world.project_admin],
+            subject="A member used 90 % of their budget",
+            body="欧阳明月 has used 90 % of their budget in Networks 101.",
+            project=world.project,
+        )
+    later = add_months(timezone.now(), 18) + timedelta(days=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        enforce(now=later)
+    user.refresh_from_db()
+    assert user.purged_at == later
+    theirs = Notification.objects.filter(recipient=user)
+    assert theirs.exists() and set(theirs.values_list("address", flat=True)) == {""}
+    for row in Notification.objects.all():
+        text = f"{row.address}\n{row.subject}\n{row.body}"
+        assert not [value for value in OLD.values() if value in text], text
+    teacher = Notification.objects.get(recipient=world.project_admin, event="budget_alert")
+    assert teacher.body == f"{user} has used 90 % of their budget in Networks 101."

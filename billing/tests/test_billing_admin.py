@@ -151,3 +151,19 @@ def test_inactive_users_are_not_emailed(world, issue, lock):
     user_update(actor=world.domain_admin, user=world.project_admin, is_active=False)
     user_update(actor=world.domain_admin, user=second, is_active=True)
     assert issue(wallet) == [second]
+
+
+def test_who_may_be_chosen_is_who_stays_effective(world):
+    """wallet_update accepts as billing admin exactly who the emails count: for a project
+    wallet, a project admin or that project's domain admin; nobody else."""
+    from billing.enforcement import effective_billing_admin
+    from teachcloud.errors import ServiceError
+
+    wallet = wallet_open(project=world.project)
+    wallet_update(actor=world.domain_admin, wallet=wallet, billing_admin=world.domain_admin)
+    assert effective_billing_admin(Wallet.objects.get(pk=wallet.pk)) == world.domain_admin
+    with pytest.raises(ServiceError) as refused:
+        wallet_update(actor=world.domain_admin, wallet=wallet, billing_admin=world.member)
+    assert refused.value.code == "not_an_admin"
+    with pytest.raises(ServiceError):
+        wallet_update(actor=world.domain_admin, wallet=wallet, billing_admin=world.other_admin)
