@@ -29,8 +29,13 @@ Rules (the README repeats them):
   nothing was ever charged — but never before the earliest allocation still open then.
 - Member rating (Charging 3): each member's VM holdings are rated per hour at the same prices —
   per holding and price piece q4(seconds × rate / 3600), summed per (project, user, hour) into one
-  MemberConsumption row (unique); no money moves; no lock subtraction (a lock stops the VMs,
-  which ends their holdings).
+  MemberConsumption row (unique); no money moves. Tenant locks are subtracted as from resource
+  charges (same code): the seconds while the holding's project wallet or its domain's wallet has
+  an open LockPeriod are not rated, and a lock inside a piece splits it (each part rounded on its
+  own). A lock stops the VMs but does not end their holdings (only deleting the VM or a failed
+  build does), so without this members would come back from an unlock over budget. A member's
+  own budget lock is not subtracted: it records no LockPeriod, and the stopped VMs keep their
+  resources.
 - Management fees (Charging 4): at 00:00 on the 1st of each month, Asia/Shanghai, S, for what
   exists at S (created before S, not purged): the domain fee from each domain wallet; the project
   fee plus the user fee × every membership of the project (any role) from each project wallet;
@@ -157,7 +162,54 @@ def charge_hours_due(*, until: datetime) -> list[datetime]:
     return _hours(first, until)
 
 
-_CHARGE_SQL = """
+# The tenant locks of the hour, shared by the charge and the rating statements: `lockagg` holds,
+# per wallet, the union of its LockPeriods clipped to [h0, h1) and truncated to the second; a
+# project wallet's includes its domain wallet's locks (a domain lock stops its projects too).
+_LOCKS_SQL = """
+locks AS (
+    SELECT lp.wallet_id,
+           greatest(date_trunc('second', lp.start), %(h0)s) AS s,
+           least(coalesce(date_trunc('second', lp."end"), %(h1)s), %(h1)s) AS e
+    FROM billing_lockperiod lp
+    WHERE lp.start < %(h1)s AND (lp."end" IS NULL OR lp."end" > %(h0)s)
+    UNION ALL
+    SELECT pw.id,
+           greatest(date_trunc('second', lp.start), %(h0)s),
+           least(coalesce(date_trunc('second', lp."end"), %(h1)s), %(h1)s)
+    FROM billing_lockperiod lp
+    JOIN billing_wallet dw ON dw.id = lp.wallet_id AND dw.kind = 'domain'
+    JOIN tenancy_project p ON p.domain_id = dw.domain_id
+    JOIN billing_wallet pw ON pw.project_id = p.id
+    WHERE lp.start < %(h1)s AND (lp."end" IS NULL OR lp."end" > %(h0)s)
+),
+lockagg AS (
+    SELECT wallet_id, range_agg(tstzrange(s, e)) AS m FROM locks WHERE s < e GROUP BY wallet_id
+),
+"""
+
+
+def _unlocked_sql(source: str, columns: str) -> str:
+    """The rows of CTE `source` (with wallet_id, s, e) minus their wallet's `lockagg`: one row
+    per unlocked interval, `columns` (of alias pc) then s, e. Unlocked wallets skip the range
+    arithmetic."""
+    return f"""
+    SELECT {columns}, pc.s, pc.e
+    FROM {source} pc
+    WHERE NOT EXISTS (SELECT 1 FROM lockagg la WHERE la.wallet_id = pc.wallet_id)
+    UNION ALL
+    SELECT {columns}, lower(r), upper(r)
+    FROM {source} pc
+    JOIN lockagg la ON la.wallet_id = pc.wallet_id
+    CROSS JOIN LATERAL unnest(tstzmultirange(tstzrange(pc.s, pc.e)) - la.m) AS r
+"""  # noqa: S608 — composed of this module's constants only, never of input
+
+
+_CHARGE_COLUMNS = (
+    "pc.allocation_id, pc.wallet_id, pc.payee_id, pc.vcpus, pc.ram_gib, pc.disk_gib, "
+    "pc.price_id, pc.rate"
+)
+
+_CHARGE_SQL = f"""
 WITH
 prices AS (
     SELECT * FROM (
@@ -186,26 +238,7 @@ alloc AS (
     JOIN billing_wallet dw ON dw.domain_id = a.domain_id
     WHERE a.level = 'project' AND a.start < %(h1)s AND (a."end" IS NULL OR a."end" > %(h0)s)
 ),
-locks AS (
-    SELECT lp.wallet_id,
-           greatest(date_trunc('second', lp.start), %(h0)s) AS s,
-           least(coalesce(date_trunc('second', lp."end"), %(h1)s), %(h1)s) AS e
-    FROM billing_lockperiod lp
-    WHERE lp.start < %(h1)s AND (lp."end" IS NULL OR lp."end" > %(h0)s)
-    UNION ALL
-    SELECT pw.id,
-           greatest(date_trunc('second', lp.start), %(h0)s),
-           least(coalesce(date_trunc('second', lp."end"), %(h1)s), %(h1)s)
-    FROM billing_lockperiod lp
-    JOIN billing_wallet dw ON dw.id = lp.wallet_id AND dw.kind = 'domain'
-    JOIN tenancy_project p ON p.domain_id = dw.domain_id
-    JOIN billing_wallet pw ON pw.project_id = p.id
-    WHERE lp.start < %(h1)s AND (lp."end" IS NULL OR lp."end" > %(h0)s)
-),
-lockagg AS (
-    SELECT wallet_id, range_agg(tstzrange(s, e)) AS m FROM locks WHERE s < e GROUP BY wallet_id
-),
-pieces AS (
+{_LOCKS_SQL}pieces AS (
     SELECT al.allocation_id, al.wallet_id, al.payee_id, al.vcpus, al.ram_gib, al.disk_gib,
            p.price_id,
            p.vcpu_hour * al.vcpus + p.ram_gib_hour * al.ram_gib + p.disk_gib_hour * al.disk_gib
@@ -214,18 +247,7 @@ pieces AS (
     FROM alloc al JOIN prices p ON p.ps < al.e AND p.pe > al.s
     WHERE al.s < al.e
 ),
-lines AS (
-    SELECT pc.allocation_id, pc.wallet_id, pc.payee_id, pc.vcpus, pc.ram_gib, pc.disk_gib,
-           pc.price_id, pc.rate, pc.s, pc.e
-    FROM pieces pc
-    WHERE NOT EXISTS (SELECT 1 FROM lockagg la WHERE la.wallet_id = pc.wallet_id)
-    UNION ALL
-    SELECT pc.allocation_id, pc.wallet_id, pc.payee_id, pc.vcpus, pc.ram_gib, pc.disk_gib,
-           pc.price_id, pc.rate, lower(r), upper(r)
-    FROM pieces pc
-    JOIN lockagg la ON la.wallet_id = pc.wallet_id
-    CROSS JOIN LATERAL unnest(tstzmultirange(tstzrange(pc.s, pc.e)) - la.m) AS r
-),
+lines AS ({_unlocked_sql("pieces", _CHARGE_COLUMNS)}),
 priced AS (
     SELECT l.*, round(extract(epoch FROM (l.e - l.s)) * l.rate / 3600, 4) AS amount
     FROM lines l
@@ -267,7 +289,7 @@ SELECT (SELECT count(*) FROM ins),
        (SELECT coalesce(sum(amount), 0) FROM ent WHERE amount > 0),
        (SELECT count(*) FROM cl),
        (SELECT count(*) FROM bal)
-"""
+"""  # noqa: S608 — module constants only
 
 
 @dataclass
@@ -332,6 +354,26 @@ def _minus(
     return pieces
 
 
+def _hour_locks(h0: datetime, h1: datetime) -> dict[int, list[tuple[datetime, datetime]]]:
+    """wallet → its LockPeriods overlapping [h0, h1), truncated to the second (open: until h1)."""
+    locks: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for lock in LockPeriod.objects.filter(start__lt=h1).filter(Q(end__isnull=True) | Q(end__gt=h0)):
+        end = floor_second(lock.end) if lock.end else h1
+        locks[lock.wallet_id].append((floor_second(lock.start), end))
+    return locks
+
+
+def _holes(
+    locks: dict[int, list[tuple[datetime, datetime]]], wallet: int | None, domain_wallet: int | None
+) -> list[tuple[datetime, datetime]]:
+    """The locked intervals that stop what `wallet` pays for: its own locks and, for a project
+    wallet, its domain wallet's (a domain lock stops its projects too)."""
+    holes = [*locks.get(wallet, [])] if wallet is not None else []
+    if domain_wallet is not None and wallet != domain_wallet:
+        holes += locks.get(domain_wallet, [])
+    return holes
+
+
 def compute_hour_charges(hour: datetime) -> dict[int, Charge]:
     """The resource charges of one hour, computed in Python (the SQLite path): wallet → Charge."""
     h0, h1 = hour, hour + HOUR
@@ -342,10 +384,7 @@ def compute_hour_charges(hour: datetime) -> dict[int, Charge]:
     project_wallets = dict(
         Wallet.objects.filter(kind=WalletKind.PROJECT).values_list("project_id", "id")
     )
-    locks: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for lock in LockPeriod.objects.filter(start__lt=h1).filter(Q(end__isnull=True) | Q(end__gt=h0)):
-        end = floor_second(lock.end) if lock.end else h1
-        locks[lock.wallet_id].append((floor_second(lock.start), end))
+    locks = _hour_locks(h0, h1)
     prices = _price_intervals()
     charges: dict[int, Charge] = {}
     allocations = (
@@ -364,9 +403,7 @@ def compute_hour_charges(hour: datetime) -> dict[int, Charge]:
             payer, payee = project_wallets.get(project_id), domain_wallet
         if payer is None or payee is None or domain_wallet is None:
             continue
-        holes = [*locks.get(payer, [])]
-        if payer != domain_wallet:  # a domain lock stops its projects' charges too
-            holes += locks.get(domain_wallet, [])
+        holes = _holes(locks, payer, domain_wallet)
         start = max(floor_second(allocation.start), h0)
         end = min(floor_second(allocation.end), h1) if allocation.end else h1
         for price, price_start, price_end in prices:
@@ -473,7 +510,7 @@ def rating_hours_due(*, until: datetime) -> list[datetime]:
     return _hours(first, until)
 
 
-_RATE_SQL = """
+_RATE_SQL = f"""
 WITH
 prices AS (
     SELECT * FROM (
@@ -485,46 +522,65 @@ prices AS (
     ) v WHERE v.ps < %(h1)s AND v.pe > %(h0)s
 ),
 held AS (
-    SELECT h.project_id, h.user_id, h.vcpus, h.ram_gib, h.disk_gib,
+    SELECT h.project_id, h.user_id, pw.id AS wallet_id, h.vcpus, h.ram_gib, h.disk_gib,
            greatest(date_trunc('second', h.start), %(h0)s) AS s,
            least(coalesce(date_trunc('second', h."end"), %(h1)s), %(h1)s) AS e
     FROM billing_holding h
+    LEFT JOIN billing_wallet pw ON pw.project_id = h.project_id
     WHERE h.start < %(h1)s AND (h."end" IS NULL OR h."end" > %(h0)s)
 ),
-pieces AS (
-    SELECT hd.project_id, hd.user_id,
-           round(extract(epoch FROM (least(hd.e, p.pe) - greatest(hd.s, p.ps)))
-                 * (p.vcpu_hour * hd.vcpus + p.ram_gib_hour * hd.ram_gib
-                    + p.disk_gib_hour * hd.disk_gib) / 3600, 4) AS amount
+{_LOCKS_SQL}pieces AS (
+    SELECT hd.project_id, hd.user_id, hd.wallet_id,
+           p.vcpu_hour * hd.vcpus + p.ram_gib_hour * hd.ram_gib + p.disk_gib_hour * hd.disk_gib
+               AS rate,
+           greatest(hd.s, p.ps) AS s, least(hd.e, p.pe) AS e
     FROM held hd JOIN prices p ON p.ps < hd.e AND p.pe > hd.s
     WHERE hd.s < hd.e
 ),
+lines AS ({_unlocked_sql("pieces", "pc.project_id, pc.user_id, pc.rate")}),
+priced AS (
+    SELECT project_id, user_id, round(extract(epoch FROM (e - s)) * rate / 3600, 4) AS amount
+    FROM lines
+),
 ins AS (
     INSERT INTO billing_memberconsumption (project_id, user_id, hour, amount)
-    SELECT project_id, user_id, %(h0)s, sum(amount) FROM pieces
+    SELECT project_id, user_id, %(h0)s, sum(amount) FROM priced
     GROUP BY project_id, user_id HAVING sum(amount) > 0
     ORDER BY project_id, user_id
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
 SELECT count(*) FROM ins
-"""
+"""  # noqa: S608 — module constants only
 
 
 def compute_hour_rating(hour: datetime) -> dict[tuple[int, int], Decimal]:
     """(project, user) → rated amount of one hour, in Python (the SQLite path)."""
     h0, h1 = hour, hour + HOUR
     prices = _price_intervals()
+    locks = _hour_locks(h0, h1)
+    wallets: dict[int, tuple[int, int | None]] = {}  # project → (its wallet, its domain's wallet)
+    if locks:
+        domain_wallets = dict(
+            Wallet.objects.filter(kind=WalletKind.DOMAIN).values_list("domain_id", "id")
+        )
+        for project_id, wallet_id, domain_id in Wallet.objects.filter(
+            kind=WalletKind.PROJECT
+        ).values_list("project_id", "id", "project__domain_id"):
+            wallets[project_id] = (wallet_id, domain_wallets.get(domain_id))
     rated: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
     holdings = Holding.objects.filter(start__lt=h1).filter(Q(end__isnull=True) | Q(end__gt=h0))
     for holding in holdings:
+        holes = _holes(locks, *wallets.get(holding.project_id, (None, None)))
         start = max(floor_second(holding.start), h0)
         end = min(floor_second(holding.end), h1) if holding.end else h1
         for price, price_start, price_end in prices:
             s, e = max(start, price_start), min(end, price_end or h1)
-            if s < e:
-                rate = _rate(price, holding.vcpus, holding.ram_gib, holding.disk_gib)
-                amount = line_amount(int((e - s).total_seconds()), rate)
+            if s >= e:
+                continue
+            rate = _rate(price, holding.vcpus, holding.ram_gib, holding.disk_gib)
+            for piece_start, piece_end in _minus(s, e, holes):
+                amount = line_amount(int((piece_end - piece_start).total_seconds()), rate)
                 rated[(holding.project_id, holding.user_id)] += amount
     return {key: amount for key, amount in rated.items() if amount > 0}
 

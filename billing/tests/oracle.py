@@ -6,7 +6,8 @@ lock instants, truncated to the second), looks up what holds at the first second
 (which allocation, which price, locked or not), glues consecutive unlocked ranges that share an
 allocation and a price into one line, and prices each line with its own Decimal arithmetic.
 `brute_force_hour` does the same for one wallet-hour second by second (3,600 steps), to check
-the oracle itself.
+the oracle itself. Member rating (`expected_rating`) is cut the same way per VM holding: a range
+is rated unless the holding's project wallet or its domain's wallet is locked then.
 """
 
 from __future__ import annotations
@@ -82,7 +83,19 @@ def _locked(locks: list[OLock], wallets: set[int], t: datetime) -> bool:
     )
 
 
-def money(seconds: int, price: OPrice, a: OAlloc) -> Decimal:
+@dataclass(frozen=True)
+class OHolding:
+    project: int
+    user: int
+    wallets: frozenset[int]  # the project's wallet and its domain's: their locks stop the rating
+    start: datetime
+    end: datetime | None
+    vcpus: int
+    ram_gib: int
+    disk_gib: int
+
+
+def money(seconds: int, price: OPrice, a: OAlloc | OHolding) -> Decimal:
     per_hour = (
         price.vcpu_hour * a.vcpus
         + price.ram_gib_hour * a.ram_gib
@@ -170,6 +183,50 @@ def expected_charges(
     return result
 
 
+def oracle_rating_hour(
+    holdings: list[OHolding], prices: list[OPrice], locks: list[OLock], hour: datetime
+) -> dict[tuple[int, int], Decimal]:
+    """(project, user) → rated amount of one hour: per holding, the unlocked ranges glued into
+    runs of one price, each run priced on its own."""
+    end_of_hour = hour + ONE_HOUR
+    rated: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+    for h in holdings:
+        cuts = {hour, end_of_hour}
+        instants = [h.start, *([h.end] if h.end else []), *(p.effective_from for p in prices)]
+        instants += [lk.start for lk in locks] + [lk.end for lk in locks if lk.end]
+        cuts |= {_sec(t) for t in instants if hour < _sec(t) < end_of_hour}
+        runs: list[tuple[OPrice, datetime, datetime]] = []
+        for a_start, a_end in itertools.pairwise(sorted(cuts)):
+            held = _sec(h.start) <= a_start and (h.end is None or a_start < _sec(h.end))
+            price = _price_of(prices, a_start)
+            if not held or price is None or _locked(locks, set(h.wallets), a_start):
+                continue
+            if runs and runs[-1][0] is price and runs[-1][2] == a_start:
+                runs[-1] = (price, runs[-1][1], a_end)
+            else:
+                runs.append((price, a_start, a_end))
+        for price, start, end in runs:
+            rated[(h.project, h.user)] += money(int((end - start).total_seconds()), price, h)
+    return {key: amount for key, amount in rated.items() if amount > 0}
+
+
+def expected_rating(
+    holdings: list[OHolding], prices: list[OPrice], locks: list[OLock], until: datetime
+) -> dict[tuple[int, int, datetime], Decimal]:
+    """(project, user, hour) → MemberConsumption amount for every complete hour before `until`."""
+    result = {}
+    if not holdings:
+        return result
+    last = until.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hour = min(h.start for h in holdings).astimezone(UTC)
+    hour = hour.replace(minute=0, second=0, microsecond=0)
+    while hour < last:
+        for (project, user), amount in oracle_rating_hour(holdings, prices, locks, hour).items():
+            result[(project, user, hour)] = amount
+        hour += ONE_HOUR
+    return result
+
+
 def month_starts(after: datetime, until: datetime) -> list[datetime]:
     """Every 00:00 on a 1st (Asia/Shanghai) in (after, until]."""
     local = after.astimezone(CST)
@@ -242,6 +299,43 @@ def load_inputs() -> tuple[list[OAlloc], list[OPrice], list[OLock]]:
     ]
     locks = [OLock(lk.wallet_id, lk.start, lk.end) for lk in LockPeriod.objects.all()]
     return allocs, prices, locks
+
+
+def load_holdings() -> list[OHolding]:
+    from billing.models import Holding, Wallet
+
+    domain_wallets = dict(Wallet.objects.filter(kind="domain").values_list("domain_id", "id"))
+    wallets = {
+        project: frozenset({wallet, domain_wallets[domain]})
+        for project, wallet, domain in Wallet.objects.filter(kind="project").values_list(
+            "project_id", "id", "project__domain_id"
+        )
+    }
+    return [
+        OHolding(
+            h.project_id,
+            h.user_id,
+            wallets[h.project_id],
+            h.start,
+            h.end,
+            h.vcpus,
+            h.ram_gib,
+            h.disk_gib,
+        )
+        for h in Holding.objects.all()
+    ]
+
+
+def ledger_rating() -> dict[tuple[int, int, datetime], Decimal]:
+    """The MemberConsumption rows, in the oracle's shape."""
+    from billing.models import MemberConsumption
+
+    return {
+        (project, user, hour): amount
+        for project, user, hour, amount in MemberConsumption.objects.values_list(
+            "project_id", "user_id", "hour", "amount"
+        )
+    }
 
 
 def ledger_charges() -> dict[tuple[int, datetime], tuple[Decimal, list[Line]]]:
