@@ -1216,7 +1216,7 @@ class WebhookForm(forms.ModelForm):
 
     class Meta:
         model = Webhook
-        fields = ("domain", "project", "url", "active")
+        fields = ("domain", "project", "url", "format", "active")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -1228,8 +1228,8 @@ class WebhookForm(forms.ModelForm):
 @admin.register(Webhook)
 class WebhookAdmin(PlatformAdminMixin, admin.ModelAdmin):
     form = WebhookForm
-    list_display = ("url", "domain", "project", "active")
-    list_filter = ("active",)
+    list_display = ("url", "format", "domain", "project", "active")
+    list_filter = ("active", "format")
     search_fields = ("url", "domain__code", "project__code")
     list_select_related = ("domain", "project__domain")
     autocomplete_fields = ("domain", "project")
@@ -1242,6 +1242,7 @@ class WebhookAdmin(PlatformAdminMixin, admin.ModelAdmin):
             project=data["project"],
             url=data["url"],
             active=data["active"],
+            format=data["format"],
         )
 
     def service_delete(self, request: HttpRequest, obj: Webhook) -> None:

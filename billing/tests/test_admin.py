@@ -390,11 +390,17 @@ def test_recharge_requests_approved_from_the_admin(staff, w):
 def test_webhook_editable_through_a_service(staff, w):
     url = reverse("admin:billing_webhook_add")
     response = staff.post(
-        url, {"domain": w.domain.pk, "url": "https://hooks.example/x", "active": "on"}
+        url,
+        {
+            "domain": w.domain.pk,
+            "url": "https://hooks.example/x",
+            "format": "feishu",
+            "active": "on",
+        },
     )
     assert response.status_code == 302
     hook = Webhook.objects.get(domain=w.domain)
-    assert hook.url == "https://hooks.example/x"
+    assert (hook.url, hook.format) == ("https://hooks.example/x", "feishu")
     response = staff.post(
         url, {"domain": w.domain.pk, "project": w.project.pk, "url": "https://a.b/"}
     )
