@@ -112,7 +112,7 @@ class UserViewSet(JsonApiMixin, viewsets.GenericViewSet):
     @extend_schema(summary="Show yourself", responses=UserSerializer)
     @action(detail=False, methods=["get"], url_path="me")
     def me(self, request: Request) -> Response:
-        return Response(UserSerializer(request.user).data)
+        return Response(UserSerializer(self._shown(request.user)).data)
 
     @extend_schema(
         summary="Create a real-name user of a domain",
@@ -131,7 +131,7 @@ class UserViewSet(JsonApiMixin, viewsets.GenericViewSet):
             phone=data["phone"],
             password=data.get("password"),
         )
-        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+        return Response(UserSerializer(self._shown(user)).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Show a user", responses=UserSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -146,4 +146,9 @@ class UserViewSet(JsonApiMixin, viewsets.GenericViewSet):
         user = self.get_object()
         changes = validated_body(UserUpdateSerializer, request)
         user = services.user_update(actor=request.user, user=user, **changes)
-        return Response(UserSerializer(user).data)
+        return Response(UserSerializer(self._shown(user)).data)
+
+    def _shown(self, user: User) -> User:
+        """The user as the reader may see them (the `personal` annotation): a write's answer
+        must not show what a read would hide (an empty PATCH is a write that changes nothing)."""
+        return self.get_queryset().get(pk=user.pk)

@@ -87,7 +87,7 @@ class UserSerializer(serializers.ModelSerializer):
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         data = super().to_representation(instance)
-        if not getattr(instance, "personal", True):  # no annotation: the caller's own result
+        if not getattr(instance, "personal", False):  # fail closed: annotate to show
             for name in PERSONAL_FIELDS:
                 data[name] = None
         return data

@@ -976,20 +976,40 @@ def _former_names(user: Any, old: dict[str, str]) -> set[str]:
 
 
 def _anonymise_notifications(*, user: Any, old: dict[str, str], names: set[str]) -> None:
-    """The recorded notifications keep what happened, not who: the user's own lose their
-    address, and their former names, email, phone and number become the anonymous label in
-    every subject and body (set-based; purges are rare)."""
-    from django.db.models.functions import Replace
+    """The recorded notifications keep what happened, not who. The user's own lose their
+    address; in theirs, and in the notifications of the projects they were in (a teacher's
+    budget alert names the student), their former names, email, phone and number become the
+    anonymous label — as whole tokens only (王伟 is not the start of 王伟东, 100 is not the start
+    of ¥100.00), never in anybody else's notifications."""
+    import re
 
     Notification.objects.filter(recipient=user).update(address="")
-    label = Value(str(user))
-    # Not the username: a short login name ("li", "member") is too often a word of the text.
     values = names | {old[name] for name in ("email", "phone", "id_number")}
-    for value in sorted((v for v in values if len(v) >= 2), key=len, reverse=True):
-        for name in ("subject", "body"):
-            Notification.objects.filter(**{f"{name}__contains": value}).update(
-                **{name: Replace(name, Value(value), label)}
-            )
+    values = {value for value in values if len(value) >= 2}
+    if not values:
+        return
+    edge = r"\w.@+\-\u3400-\u9fff"  # letters, digits, CJK and what joins an address
+    pattern = re.compile(
+        "|".join(
+            rf"(?<![{edge}]){re.escape(value)}(?![{edge}])"
+            for value in sorted(values, key=len, reverse=True)
+        )
+    )
+    projects = AuditEvent.objects.filter(  # the audit log is scrubbed first: the new username
+        Q(after__user=user.username) | Q(after__user=old["username"]),
+        action__startswith="membership.",
+    ).values("project_id")
+    mentions = Q()
+    for value in values:
+        mentions |= Q(subject__contains=value) | Q(body__contains=value)
+    label = str(user)
+    rows = Notification.objects.filter(
+        Q(recipient=user) | Q(project_id__in=projects) | Q(project__memberships__user=user)
+    ).filter(mentions)
+    for row in rows.distinct().only("pk", "subject", "body"):
+        subject, body = pattern.sub(label, row.subject), pattern.sub(label, row.body)
+        if (subject, body) != (row.subject, row.body):
+            Notification.objects.filter(pk=row.pk).update(subject=subject, body=body)
 
 
 def _anonymise_audit(*, user: Any, old: dict[str, str], names: set[str]) -> None:

@@ -106,3 +106,18 @@ def test_the_user_list_has_a_constant_number_of_queries(w, django_assert_max_num
     with django_assert_max_num_queries(8):
         response = api(w.project_admin).get(f"{API}/users/")
     assert response.status_code == 200 and response.json()["count"] == 16  # the school's people
+
+
+def test_an_empty_patch_does_not_reveal_what_a_read_hides(w):
+    """A write's answer shows no more than a read: PATCH {} changes nothing and used to answer
+    with the full personal data."""
+    response = api(w.project_assistant).patch(f"{API}/users/{w.outsider.pk}/", {}, format="json")
+    assert response.status_code in (200, 403)
+    if response.status_code == 200:
+        body = response.json()
+        assert body["email"] is body["id_number"] is body["phone"] is None
+
+
+def test_own_and_created_users_show_in_full(w):
+    me = api(w.member).get(f"{API}/users/me/").json()
+    assert me["email"] == w.member.email and me["id_number"] == w.member.id_number

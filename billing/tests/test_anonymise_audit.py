@@ -110,8 +110,10 @@ def test_anonymising_a_user_scrubs_them_from_the_recorded_notifications(
 ):
     from billing.models import Notification
     from billing.notify import notify
+    from tenancy.services import membership_add
 
     user = user_create(actor=world.domain_admin, domain=world.domain, **OLD)
+    membership_add(actor=world.project_admin, project=world.project, user=user, role="member")
     with django_capture_on_commit_callbacks(execute=True):
         notify(
             event="budget_alert",
@@ -127,6 +129,7 @@ def test_anonymising_a_user_scrubs_them_from_the_recorded_notifications(
             body="欧阳明月 has used 90 % of their budget in Networks 101.",
             project=world.project,
         )
+    membership_remove(actor=world.project_admin, membership=Membership.objects.get(user=user))
     later = add_months(timezone.now(), 18) + timedelta(days=2)
     with django_capture_on_commit_callbacks(execute=True):
         enforce(now=later)
@@ -139,3 +142,53 @@ def test_anonymising_a_user_scrubs_them_from_the_recorded_notifications(
         assert not [value for value in OLD.values() if value in text], text
     teacher = Notification.objects.get(recipient=world.project_admin, event="budget_alert")
     assert teacher.body == f"{user} has used 90 % of their budget in Networks 101."
+
+
+def test_other_peoples_notifications_keep_their_text(world, django_capture_on_commit_callbacks):
+    """Only whole mentions of the purged user, in their own notifications and those of their
+    projects: 王伟 is not the start of 王伟东, 100 is not ¥100.0000, and another domain's rows are
+    never touched."""
+    from billing.models import Notification
+    from billing.notify import notify
+    from tenancy.services import membership_add
+
+    user = user_create(
+        actor=world.domain_admin,
+        domain=world.domain,
+        username="wangwei",
+        real_name="王伟",
+        id_number="100",
+        email="li@example.edu",
+        phone="13800000000",
+    )
+    membership_add(actor=world.project_admin, project=world.project, user=user, role="member")
+    with django_capture_on_commit_callbacks(execute=True):
+        notify(
+            event="budget_alert",
+            users=[world.project_admin],
+            subject="Budget",
+            body="王伟 has used 90 %. 王伟东 has used 10 %; ¥100.0000 left; zhangli@example.edu.",
+            project=world.project,
+        )
+        notify(
+            event="tenant_locked",
+            users=[world.other_admin],
+            subject="王伟 (south)",
+            body="王伟 of the other school; li@example.edu",
+            project=world.other_project,
+        )
+    membership_remove(actor=world.project_admin, membership=Membership.objects.get(user=user))
+    later = add_months(timezone.now(), 18) + timedelta(days=2)
+    with django_capture_on_commit_callbacks(execute=True):
+        enforce(now=later)
+    user.refresh_from_db()
+    assert user.purged_at == later
+    ours = Notification.objects.get(recipient=world.project_admin, event="budget_alert")
+    assert ours.body == (
+        f"{user} has used 90 %. 王伟东 has used 10 %; ¥100.0000 left; zhangli@example.edu."
+    )
+    theirs = Notification.objects.get(recipient=world.other_admin, event="tenant_locked")
+    assert (theirs.subject, theirs.body) == (
+        "王伟 (south)",
+        "王伟 of the other school; li@example.edu",
+    )
