@@ -102,8 +102,9 @@ def tenant_writable(*, domain: Domain | None = None, project: Project | None = N
     Called by every service that creates something in a tenant or changes a project (projects,
     members, users, enrollment codes and approvals, roster imports). Left open on purpose:
     billing's recharge, credit limit and unlock (Locking 2); removing members and deactivating
-    enrollment codes, which only reduce what the tenant holds and pays; appointments and role
-    changes, so that a tenant whose admins left can still get one who recharges and unlocks it.
+    enrollment codes, which only reduce what the tenant holds and pays; appointing admins (also
+    a newcomer as a project's admin, one more monthly fee) and role changes, so that a tenant
+    whose admins left can still get one who recharges and unlocks it.
     """
     if project is not None:
         row = (
@@ -489,8 +490,11 @@ def _membership_add(
     *, actor: Any, project: Project, user: User, role: str, expires_at: datetime | None
 ) -> Membership:
     # Every new membership comes through here (portal, API, enrollment, roster rows, a queued
-    # roster import that runs after a lock): each adds a monthly fee to the wallet.
-    tenant_writable(project=project)
+    # roster import that runs after a lock): each adds a monthly fee to the wallet. Appointing
+    # an admin stays open (tenant_writable's docstring): a locked project whose admins left
+    # needs one who recharges and unlocks it.
+    if role != ProjectRole.ADMIN:
+        tenant_writable(project=project)
     _check_expiry(role, expires_at)
     _check_appointee(actor=actor, user=user, domain=project.domain, role=role)
     if Membership.objects.filter(project=project, user=user).exists():

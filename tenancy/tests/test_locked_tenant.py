@@ -233,3 +233,19 @@ def test_the_portal_shows_the_message(world, client):
     assert response.status_code == 200
     assert "The school North School is locked" in response.content.decode()
     assert not Project.objects.filter(code="cc401").exists()
+
+
+def test_a_locked_project_can_still_get_an_admin_who_unlocks_it(world):
+    """Appointing an admin stays open (the tenant's admins may have left); a member does not."""
+    lock_project(world)
+    newcomer = UserFactory(home_domain=world.domain)
+    membership_add(actor=world.domain_admin, project=world.project, user=newcomer, role="admin")
+    assert Membership.objects.get(project=world.project, user=newcomer).role == "admin"
+    with pytest.raises(Conflict) as refused:
+        membership_add(
+            actor=world.domain_admin,
+            project=world.project,
+            user=UserFactory(home_domain=world.domain),
+            role="member",
+        )
+    assert refused.value.code == "tenant_locked"
