@@ -9,6 +9,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -403,6 +404,9 @@ def roster_import_progress(request: HttpRequest, pk: int) -> HttpResponse:
 # -- Own email address --------------------------------------------------------------------------
 
 
+RESEND_SECONDS = 180  # one verification email per user per 3 minutes (as allauth's own)
+
+
 @login_required
 def my_email(request: HttpRequest) -> HttpResponse:
     """The signed-in user's email address, read-only, replacing allauth's email management at the
@@ -414,6 +418,14 @@ def my_email(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if address is None or address.verified:
             messages.info(request, _("Your email address is already verified."))
+        elif not cache.add(f"teachcloud:verify-again:{user.pk}", 1, RESEND_SECONDS):
+            messages.warning(
+                request,
+                _(
+                    "A verification email was sent a few minutes ago: look in your inbox (and "
+                    "the spam folder) or try again later."
+                ),
+            )
         else:
             address.send_confirmation(request)
             messages.success(

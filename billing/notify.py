@@ -22,6 +22,7 @@ their message, like an HTTP error or no answer.
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import logging
@@ -279,12 +280,16 @@ def webhook_format(url: str, chosen: str = FORMAT.AUTO) -> str:
 def webhook_payload(row: Notification, fmt: str) -> dict[str, Any]:
     """The JSON body for one notification in the receiver's format."""
     text = f"{row.subject}\n\n{row.body}"
+    # The text carries names people chose themselves: it must not become markup that mentions
+    # the whole group (Feishu `<at user_id="all">`, Slack `<!channel>`). DingTalk mentions only
+    # through the payload's `at` field, which is never set.
     if fmt == FORMAT.FEISHU:  # Feishu/Lark custom bot
-        return {"msg_type": "text", "content": {"text": text}}
+        return {"msg_type": "text", "content": {"text": text.replace("<", "\uff1c")}}
     if fmt == FORMAT.DINGTALK:  # DingTalk custom robot
         return {"msgtype": "text", "text": {"content": text}}
-    if fmt == FORMAT.SLACK:  # Slack incoming webhook
-        return {"text": text}
+    if fmt == FORMAT.SLACK:  # Slack incoming webhook: &, < and > are escaped (Slack's rule)
+        escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        return {"text": escaped}
     return {
         "event": row.event,
         "subject": row.subject,
@@ -368,27 +373,37 @@ def send_test(webhook: Webhook) -> Notification:
     return row
 
 
-def address_problem(url: str) -> str | None:
-    """Why a webhook URL may not be posted to, or None: unless TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE,
-    its host must resolve only to public addresses (not loopback, private, link-local,
-    multicast, reserved or unspecified) — tenant admins type these URLs, and the server must not
-    become their probe into its own network."""
-    if settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE:
-        return None
+def public_address(url: str) -> tuple[str | None, str | None]:
+    """(the address to connect to, None), or (None, why not): the URL's host must resolve only
+    to public addresses (not loopback, private, link-local, multicast, reserved, unspecified) —
+    tenant admins type these URLs, and the server must not become their probe into its own
+    network. The post then connects to the address checked here, not to a second lookup (a
+    name that answers a public address first and an internal one next gets nowhere)."""
     parts = urlsplit(url)
     host = parts.hostname
     if not host:
-        return "no host"
+        return None, "no host"
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, ValueError) as exc:
-        return f"cannot resolve {host}: {exc}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        return None, f"cannot resolve {host}: {exc}"
+    addresses = [info[4][0].split("%", 1)[0] for info in infos]
+    for text in addresses:
+        address = ipaddress.ip_address(text)
         if not address.is_global or address.is_multicast:
-            return f"{host} resolves to a non-public address ({address})"
-    return None
+            return None, f"{host} resolves to a non-public address ({address})"
+    if not addresses:
+        return None, f"cannot resolve {host}"
+    return addresses[0], None
+
+
+def address_problem(url: str) -> str | None:
+    """Why a webhook URL may not be posted to, or None (always None with
+    TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE, for the demo and the tests)."""
+    if settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE:
+        return None
+    return public_address(url)[1]
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -396,6 +411,46 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    """An HTTP connection to a fixed address (the one checked), whatever the name resolves to
+    now; the Host header still names the host."""
+
+    def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pinned = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection(
+            (self.pinned, self.port), self.timeout, self.source_address
+        )
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """The same for HTTPS: TLS to the fixed address, certificate checked against the host."""
+
+    def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pinned = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.pinned, self.port), self.timeout, self.source_address)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def pinned_opener(address: str) -> urllib.request.OpenerDirector:
+    """An opener whose every connection goes to `address`, without proxies or redirects."""
+
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(partial(_PinnedHTTP, address=address), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(partial(_PinnedHTTPS, address=address), req, context=self._context)
+
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects, HTTP, HTTPS)
 
 
 _opener = urllib.request.build_opener(_NoRedirects)
@@ -416,10 +471,13 @@ def _post_webhook(pk: int) -> None:
     if not row.address.lower().startswith(("http://", "https://")):
         _fail(pk, "not an http(s) URL")
         return
-    problem = address_problem(row.address)
-    if problem:
-        _fail(pk, problem)
-        return
+    opener = _opener
+    if not settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE:
+        address, problem = public_address(row.address)
+        if problem:
+            _fail(pk, problem)
+            return
+        opener = pinned_opener(address)  # type: ignore[arg-type]
     fmt = _format_of(row)
     request = urllib.request.Request(  # noqa: S310 (http/https only, checked above)
         row.address,
@@ -428,7 +486,7 @@ def _post_webhook(pk: int) -> None:
         method="POST",
     )
     try:
-        with _opener.open(request, timeout=settings.TEACHCLOUD_WEBHOOK_TIMEOUT) as response:
+        with opener.open(request, timeout=settings.TEACHCLOUD_WEBHOOK_TIMEOUT) as response:
             raw = response.read(ANSWER_LIMIT)
     except urllib.error.HTTPError as exc:
         try:

@@ -512,8 +512,11 @@ def wallet_alerts(request: HttpRequest, pk: int) -> HttpResponse:
     if form.is_valid():
         data = form.cleaned_data
         try:
-            # Check the address before saving anything, so a refusal changes nothing.
-            url = services.webhook_url(data["url"]) if may_webhook and data["url"] else ""
+            # Check a new address before saving anything, so a refusal changes nothing; the
+            # stored one is not looked up again when only the alert level changes.
+            raw = (data["url"] or "").strip() if may_webhook else ""
+            kept = webhook is not None and raw == webhook.url
+            url = raw if kept or not raw else services.webhook_url(raw)
             threshold = (data.get("alert_threshold") or "").strip()
             current = wallet.alert_threshold
             if may_alert and (threshold or "") != ("" if current is None else str(current)):

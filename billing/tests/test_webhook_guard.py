@@ -4,7 +4,9 @@ saved, refused again when posted (DNS may change in between), and redirects are 
 
 from __future__ import annotations
 
+import socket
 import threading
+import urllib.request
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -97,3 +99,91 @@ def test_a_redirect_is_not_followed(world, django_capture_on_commit_callbacks):
         row = _event(django_capture_on_commit_callbacks, world)
     assert hits == ["/hook"]
     assert row.status == "failed" and row.error.startswith("HTTP 302")
+
+
+def test_changing_only_the_alert_level_does_not_recheck_the_stored_webhook(settings, world, client):
+    """A webhook saved before the guard (or whose name does not resolve right now) must not
+    block the alert level from being changed on the same form."""
+    from decimal import Decimal
+
+    from django.urls import reverse
+
+    from billing.models import Wallet
+
+    services.webhook_set(actor=world.project_admin, project=world.project, url="http://10.0.0.9/")
+    settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = False
+    wallet = services.wallet_open(project=world.project)
+    client.force_login(world.project_admin)
+    response = client.post(
+        reverse("portal:billing_wallet_alerts", args=[wallet.pk]),
+        {
+            "alerts-url": "http://10.0.0.9/",
+            "alerts-format": "auto",
+            "alerts-active": "on",
+            "alerts-alert_threshold": "120",
+        },
+    )
+    assert response.status_code == 302
+    assert Wallet.objects.get(pk=wallet.pk).alert_threshold == Decimal("120")
+    # a new private address is still refused
+    response = client.post(
+        reverse("portal:billing_wallet_alerts", args=[wallet.pk]),
+        {"alerts-url": "http://10.0.0.10/", "alerts-format": "auto", "alerts-active": "on"},
+    )
+    assert response.status_code == 200
+    assert Webhook.objects.get(project=world.project).url == "http://10.0.0.9/"
+
+
+def test_the_pinned_opener_connects_to_the_checked_address_with_the_hosts_name():
+    from billing.notify import pinned_opener
+
+    with receiver() as hook:
+        port = hook.port
+        request = urllib.request.Request(
+            f"http://hooks.invalid:{port}/hook",  # .invalid never resolves
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with pinned_opener("127.0.0.1").open(request, timeout=5) as response:
+            assert response.status == 200
+    assert hook.payloads == [{}]
+
+
+def test_a_name_that_rebinds_to_an_internal_address_gets_nowhere(
+    settings, world, monkeypatch, django_capture_on_commit_callbacks
+):
+    """DNS rebinding: the name answers a public address to the check and 127.0.0.1 next; the
+    post goes to the checked address (unreachable here), never to the receiver inside."""
+    real = socket.getaddrinfo
+    answers = iter(["93.184.216.34"])
+
+    def rebinding(host, port, *args, **kwargs):
+        if host == "rebind.test":
+            address = next(answers, "127.0.0.1")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+        return real(host, port, *args, **kwargs)
+
+    with receiver() as hook:
+        Webhook.objects.create(project=world.project, url=f"http://rebind.test:{hook.port}/hook")
+        settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = False
+        settings.TEACHCLOUD_WEBHOOK_TIMEOUT = 1
+        monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+        row = _event(django_capture_on_commit_callbacks, world)
+    assert hook.requests == []
+    assert row.status == "failed"
+
+
+def test_names_people_chose_cannot_mention_the_whole_group():
+    from billing.models import Notification
+    from billing.notify import webhook_payload
+
+    row = Notification(
+        event="budget_alert",
+        subject='<at user_id="all"></at> <!channel> used 90 %',
+        body="A & B",
+    )
+    feishu = webhook_payload(row, "feishu")["content"]["text"]
+    assert "<" not in feishu and "\uff1cat" in feishu
+    slack = webhook_payload(row, "slack")["text"]
+    assert "<" not in slack and "&lt;!channel&gt;" in slack and "A &amp; B" in slack
