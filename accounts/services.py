@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -202,6 +203,23 @@ def user_create_in_project(
     return _membership_add(actor=actor, project=project, user=user, role=role, expires_at=None)
 
 
+def _email_change_notice(*, actor: Any, user: User, old: str) -> None:
+    """Tell the replaced address (a changed email is how an account is taken over: a password
+    reset goes to the new one), after commit, recorded like every notification."""
+    from billing.notify import notify  # billing builds on accounts: imported when used
+
+    notify(
+        event="email_changed",
+        users=[user],
+        to=old,
+        subject=_("Your TeachCloud email address was changed"),
+        body=render_to_string(
+            "accounts/email/email_changed.txt",
+            {"user": user, "actor": actor, "old": old, "new": user.email},
+        ),
+    )
+
+
 @transaction.atomic(durable=True)
 def user_update(*, actor: Any, user: User, **changes: Any) -> User:
     """Change real-name fields (admins only) — every change is audited."""
@@ -243,6 +261,8 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
     if "email" in new and new["email"] != before["email"]:
         EmailAddress.objects.filter(user=user).delete()
         EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
+        if before["email"]:
+            _email_change_notice(actor=actor, user=user, old=before["email"])
     after = snapshot(user, [*REAL_NAME_FIELDS, "is_active"])
     if after != before:
         action = "user.real_name_change" if set(new) & set(REAL_NAME_FIELDS) else "user.update"

@@ -76,10 +76,13 @@ def notify(
     domain: Any = None,
     project: Any = None,
     now: datetime | None = None,
+    to: str | None = None,
 ) -> list[Notification]:
     """Record one notification per recipient and per webhook of the tenant; deliver after commit.
 
-    A project event also goes to its domain's webhook (the school hears about its courses)."""
+    A project event also goes to its domain's webhook (the school hears about its courses).
+    `to`: send to this address instead of the users' own (a notice to the address an email
+    change replaced)."""
     now = now or timezone.now()
     if project is not None and domain is None:
         domain = project.domain
@@ -97,8 +100,9 @@ def notify(
         if user is None or user.pk in seen or getattr(user, "purged_at", None) is not None:
             continue
         seen.add(user.pk)
-        row = Notification(channel=EMAIL, recipient=user, address=user.email or "", **common)
-        if not user.email or not user.is_active:
+        address = to if to is not None else user.email or ""
+        row = Notification(channel=EMAIL, recipient=user, address=address, **common)
+        if not address or not user.is_active:
             row.status, row.error = FAILED, _("The user has no active email address.")
         rows.append(row)
     scope = Q(pk__in=[])

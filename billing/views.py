@@ -962,6 +962,7 @@ NOTIFICATION_EVENTS = {
     "course_ending": gettext_lazy("Course ending"),
     "course_ended": gettext_lazy("Course ended"),
     "digest": gettext_lazy("Digest"),
+    "email_changed": gettext_lazy("Email address changed"),
 }
 
 

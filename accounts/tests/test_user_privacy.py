@@ -121,3 +121,17 @@ def test_an_empty_patch_does_not_reveal_what_a_read_hides(w):
 def test_own_and_created_users_show_in_full(w):
     me = api(w.member).get(f"{API}/users/me/").json()
     assert me["email"] == w.member.email and me["id_number"] == w.member.id_number
+
+
+def test_the_replaced_address_is_told_about_an_email_change(
+    w, mailoutbox, django_capture_on_commit_callbacks
+):
+    old = w.member.email
+    with django_capture_on_commit_callbacks(execute=True):
+        assert patch(w.project_admin, w.member, email="new@example.edu").status_code == 200
+    [notice] = [m for m in mailoutbox if m.to == [old]]
+    assert "new@example.edu" in notice.body and "reset your password" in notice.body
+    from billing.models import Notification
+
+    row = Notification.objects.get(event="email_changed", recipient=w.member)
+    assert row.address == old and row.status == "sent"
