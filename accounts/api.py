@@ -131,7 +131,8 @@ class UserViewSet(JsonApiMixin, viewsets.GenericViewSet):
             phone=data["phone"],
             password=data.get("password"),
         )
-        return Response(UserSerializer(self._shown(user)).data, status=status.HTTP_201_CREATED)
+        user.personal = True  # the creator just typed these values
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Show a user", responses=UserSerializer)
     def retrieve(self, request: Request, pk: str) -> Response:

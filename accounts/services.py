@@ -258,7 +258,7 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
     for key, value in new.items():
         setattr(user, key, value)
     user.save()
-    if "email" in new and new["email"] != before["email"]:
+    if "email" in new and new["email"] != (before["email"] or "").lower():  # not a case change
         EmailAddress.objects.filter(user=user).delete()
         EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
         if before["email"]:

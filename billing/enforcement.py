@@ -966,16 +966,21 @@ def _label(real_name: str, username: str) -> str:
 
 def _former_names(user: Any, old: dict[str, str]) -> set[str]:
     """Every real name the user had (each change is audited), read before anything is scrubbed."""
-    names = {old["real_name"]}
+    return _former_values(user, old, ("real_name",))
+
+
+def _former_values(user: Any, old: dict[str, str], fields: tuple[str, ...]) -> set[str]:
+    """Every value of `fields` the user had: now (`old`) and in their audited snapshots."""
+    values = {old[name] for name in fields}
     own = Q(target_type=user._meta.label_lower, target_id=str(user.pk))
     for event in AuditEvent.objects.filter(own).only("before", "after"):
         for data in (event.before, event.after):
-            if isinstance(data, dict) and isinstance(data.get("real_name"), str):
-                names.add(data["real_name"])
-    return {name for name in names if name}
+            if isinstance(data, dict):
+                values |= {data[name] for name in fields if isinstance(data.get(name), str)}
+    return {value for value in values if value}
 
 
-def _anonymise_notifications(*, user: Any, old: dict[str, str], names: set[str]) -> None:
+def _anonymise_notifications(*, user: Any, old: dict[str, str], former: set[str]) -> None:
     """The recorded notifications keep what happened, not who. The user's own lose their
     address; in theirs, and in the notifications of the projects they were in (a teacher's
     budget alert names the student), their former names, email, phone and number become the
@@ -984,17 +989,24 @@ def _anonymise_notifications(*, user: Any, old: dict[str, str], names: set[str])
     import re
 
     Notification.objects.filter(recipient=user).update(address="")
-    values = names | {old[name] for name in ("email", "phone", "id_number")}
-    values = {value for value in values if len(value) >= 2}
+    values = {value for value in former if len(value) >= 2}
     if not values:
         return
-    edge = r"\w.@+\-\u3400-\u9fff"  # letters, digits, CJK and what joins an address
-    pattern = re.compile(
-        "|".join(
-            rf"(?<![{edge}]){re.escape(value)}(?![{edge}])"
-            for value in sorted(values, key=len, reverse=True)
+    # Whole tokens: not inside a word, a CJK run or an address; a sentence's full stop after
+    # the token is fine ("… to li@x.edu."), a dot that continues it ("li@x.edu.cn") is not.
+    word = r"\w@+\u3400-\u9fff-"
+
+    def tokens(found: set[str]) -> re.Pattern[str]:
+        return re.compile(
+            "|".join(
+                rf"(?<![{word}.]){re.escape(value)}(?![{word}]|\.[{word}])"
+                for value in sorted(found, key=len, reverse=True)
+            )
         )
-    )
+
+    pattern = tokens(values)
+    # Their own notifications also name their login (a short one may be a word elsewhere).
+    own_pattern = tokens(values | {old["username"]})
     projects = AuditEvent.objects.filter(  # the audit log is scrubbed first: the new username
         Q(after__user=user.username) | Q(after__user=old["username"]),
         action__startswith="membership.",
@@ -1003,11 +1015,15 @@ def _anonymise_notifications(*, user: Any, old: dict[str, str], names: set[str])
     for value in values:
         mentions |= Q(subject__contains=value) | Q(body__contains=value)
     label = str(user)
-    rows = Notification.objects.filter(
-        Q(recipient=user) | Q(project_id__in=projects) | Q(project__memberships__user=user)
-    ).filter(mentions)
-    for row in rows.distinct().only("pk", "subject", "body"):
-        subject, body = pattern.sub(label, row.subject), pattern.sub(label, row.body)
+    scope = Q(recipient=user) | Q(project_id__in=projects) | Q(project__memberships__user=user)
+    # A digest repeats what it folded in, for another recipient and without a project.
+    digests = Notification.objects.filter(scope).exclude(digest=None).values("digest_id")
+    rows = Notification.objects.filter(scope | Q(pk__in=digests)).filter(
+        mentions | Q(recipient=user)
+    )
+    for row in rows.distinct().only("pk", "recipient_id", "subject", "body"):
+        found = own_pattern if row.recipient_id == user.pk else pattern
+        subject, body = found.sub(label, row.subject), found.sub(label, row.body)
         if (subject, body) != (row.subject, row.body):
             Notification.objects.filter(pk=row.pk).update(subject=subject, body=body)
 
@@ -1085,7 +1101,8 @@ def _anonymise(*, pk: int, now: datetime) -> None:
         return
     home = user.home_domain
     old = {name: getattr(user, name) for name in PERSONAL_FIELDS}
-    names = _former_names(user, old)
+    names = _former_names(user, old)  # read before the audit log is scrubbed
+    former = _former_values(user, old, ("real_name", "email", "phone", "id_number"))
     user.real_name = ANONYMOUS_NAME
     user.username = f"purged-{user.pk}"
     user.email = user.phone = user.id_number = ""
@@ -1101,7 +1118,7 @@ def _anonymise(*, pk: int, now: datetime) -> None:
     except ImportError:  # MFA not installed
         pass
     _anonymise_audit(user=user, old=old, names=names)
-    _anonymise_notifications(user=user, old=old, names=names)
+    _anonymise_notifications(user=user, old=old, former=former)
     audit_record(
         actor=None,
         action="user.purge",

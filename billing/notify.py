@@ -377,8 +377,8 @@ def send_test(webhook: Webhook) -> Notification:
     return row
 
 
-def public_address(url: str) -> tuple[str | None, str | None]:
-    """(the address to connect to, None), or (None, why not): the URL's host must resolve only
+def public_address(url: str) -> tuple[list[str], str | None]:
+    """(the addresses to connect to, None), or ([], why not): the URL's host must resolve only
     to public addresses (not loopback, private, link-local, multicast, reserved, unspecified) —
     tenant admins type these URLs, and the server must not become their probe into its own
     network. The post then connects to the address checked here, not to a second lookup (a
@@ -386,20 +386,20 @@ def public_address(url: str) -> tuple[str | None, str | None]:
     parts = urlsplit(url)
     host = parts.hostname
     if not host:
-        return None, "no host"
+        return [], "no host"
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, ValueError) as exc:
-        return None, f"cannot resolve {host}: {exc}"
+        return [], f"cannot resolve {host}: {exc}"
     addresses = [info[4][0].split("%", 1)[0] for info in infos]
     for text in addresses:
         address = ipaddress.ip_address(text)
         if not address.is_global or address.is_multicast:
-            return None, f"{host} resolves to a non-public address ({address})"
+            return [], f"{host} resolves to a non-public address ({address})"
     if not addresses:
-        return None, f"cannot resolve {host}"
-    return addresses[0], None
+        return [], f"cannot resolve {host}"
+    return list(dict.fromkeys(addresses)), None
 
 
 def address_problem(url: str) -> str | None:
@@ -417,42 +417,55 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def _connect_pinned(addresses: list[str], port: int, timeout: Any, source: Any) -> socket.socket:
+    """A connection to the first of the checked addresses that answers (as urllib tries every
+    address a name resolves to)."""
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout, source)
+        except OSError as exc:
+            error = exc
+    raise error or OSError("no address to connect to")
+
+
 class _PinnedHTTP(http.client.HTTPConnection):
-    """An HTTP connection to a fixed address (the one checked), whatever the name resolves to
+    """An HTTP connection to fixed addresses (the ones checked), whatever the name resolves to
     now; the Host header still names the host."""
 
-    def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, addresses: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pinned = address
+        self.pinned = addresses
 
     def connect(self) -> None:
-        self.sock = socket.create_connection(
-            (self.pinned, self.port), self.timeout, self.source_address
-        )
+        self.sock = _connect_pinned(self.pinned, self.port, self.timeout, self.source_address)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
     """The same for HTTPS: TLS to the fixed address, certificate checked against the host."""
 
-    def __init__(self, *args: Any, address: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, addresses: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.pinned = address
+        self.pinned = addresses
 
     def connect(self) -> None:
-        sock = socket.create_connection((self.pinned, self.port), self.timeout, self.source_address)
+        sock = _connect_pinned(self.pinned, self.port, self.timeout, self.source_address)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
-def pinned_opener(address: str) -> urllib.request.OpenerDirector:
-    """An opener whose every connection goes to `address`, without proxies or redirects."""
+def pinned_opener(addresses: list[str]) -> urllib.request.OpenerDirector:
+    """An opener whose every connection goes to one of `addresses`, without proxies or
+    redirects."""
 
     class HTTP(urllib.request.HTTPHandler):
         def http_open(self, req: Any) -> Any:
-            return self.do_open(partial(_PinnedHTTP, address=address), req)
+            return self.do_open(partial(_PinnedHTTP, addresses=addresses), req)
 
     class HTTPS(urllib.request.HTTPSHandler):
         def https_open(self, req: Any) -> Any:
-            return self.do_open(partial(_PinnedHTTPS, address=address), req, context=self._context)
+            return self.do_open(
+                partial(_PinnedHTTPS, addresses=addresses), req, context=self._context
+            )
 
     return urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirects, HTTP, HTTPS)
 
@@ -477,11 +490,11 @@ def _post_webhook(pk: int) -> None:
         return
     opener = _opener
     if not settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE:
-        address, problem = public_address(row.address)
+        addresses, problem = public_address(row.address)
         if problem:
             _fail(pk, problem)
             return
-        opener = pinned_opener(address)  # type: ignore[arg-type]
+        opener = pinned_opener(addresses)
     fmt = _format_of(row)
     request = urllib.request.Request(  # noqa: S310 (http/https only, checked above)
         row.address,

@@ -514,9 +514,12 @@ def wallet_alerts(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             # Check a new address before saving anything, so a refusal changes nothing; the
             # stored one is not looked up again when only the alert level changes.
-            raw = (data["url"] or "").strip() if may_webhook else ""
-            kept = webhook is not None and raw == webhook.url
-            url = raw if kept or not raw else services.webhook_url(raw)
+            raw = (data.get("url") or "").strip() if may_webhook else ""
+            wanted = (raw, data.get("format"), data.get("active"))
+            changed = bool(raw) and (
+                webhook is None or (webhook.url, webhook.format, webhook.active) != wanted
+            )
+            url = services.webhook_url(raw) if changed else raw
             threshold = (data.get("alert_threshold") or "").strip()
             current = wallet.alert_threshold
             if may_alert and (threshold or "") != ("" if current is None else str(current)):
@@ -529,8 +532,7 @@ def wallet_alerts(request: HttpRequest, pk: int) -> HttpResponse:
                         actor=request.user, wallet=wallet, clear_alert_threshold=True
                     )
             if may_webhook and url:
-                wanted = (url, data["format"], data["active"])
-                if webhook is None or (webhook.url, webhook.format, webhook.active) != wanted:
+                if changed:
                     services.webhook_set(
                         actor=request.user,
                         url=url,

@@ -93,7 +93,9 @@ def _check_appointee(*, actor: Any, user: User, domain: Domain, role: str) -> No
     )
 
 
-def tenant_writable(*, domain: Domain | None = None, project: Project | None = None) -> None:
+def tenant_writable(
+    *, domain: Domain | None = None, project: Project | None = None, locked_ok: bool = False
+) -> None:
     """Refuse a write to a locked or purged tenant (SPEC "Locking, credit, purge" 1: nothing can
     be created there and the portal is read-only for it, except recharge). A project is also
     refused when its domain is locked. The status is read from the database, not from the
@@ -122,7 +124,7 @@ def tenant_writable(*, domain: Domain | None = None, project: Project | None = N
     else:
         raise ValueError("tenant_writable needs a domain or a project")
     for kind, name, status in tenants:
-        if status == TenantStatus.LOCKED:
+        if status == TenantStatus.LOCKED and not locked_ok:
             message = (
                 _(
                     "The school %(name)s is locked: nothing can be created or changed there "
@@ -493,8 +495,7 @@ def _membership_add(
     # roster import that runs after a lock): each adds a monthly fee to the wallet. Appointing
     # an admin stays open (tenant_writable's docstring): a locked project whose admins left
     # needs one who recharges and unlocks it.
-    if role != ProjectRole.ADMIN:
-        tenant_writable(project=project)
+    tenant_writable(project=project, locked_ok=role == ProjectRole.ADMIN)
     _check_expiry(role, expires_at)
     _check_appointee(actor=actor, user=user, domain=project.domain, role=role)
     if Membership.objects.filter(project=project, user=user).exists():

@@ -121,6 +121,19 @@ def test_an_empty_patch_does_not_reveal_what_a_read_hides(w):
 def test_own_and_created_users_show_in_full(w):
     me = api(w.member).get(f"{API}/users/me/").json()
     assert me["email"] == w.member.email and me["id_number"] == w.member.id_number
+    created = api(w.project_admin).post(
+        f"{API}/users/",
+        {
+            "username": "newcomer",
+            "real_name": "新同学",
+            "id_number": "S-9001",
+            "email": "newcomer@example.edu",
+            "domain": w.domain.pk,
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["id_number"] == "S-9001"
 
 
 def test_the_replaced_address_is_told_about_an_email_change(
@@ -135,3 +148,13 @@ def test_the_replaced_address_is_told_about_an_email_change(
 
     row = Notification.objects.get(event="email_changed", recipient=w.member)
     assert row.address == old and row.status == "sent"
+
+
+def test_a_change_of_case_only_is_no_email_change(
+    w, mailoutbox, django_capture_on_commit_callbacks
+):
+    User.objects.filter(pk=w.member.pk).update(email="Member.One@Example.edu")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = patch(w.project_admin, w.member, email="member.one@example.edu")
+    assert response.status_code == 200
+    assert mailoutbox == []

@@ -192,3 +192,47 @@ def test_other_peoples_notifications_keep_their_text(world, django_capture_on_co
         "王伟 (south)",
         "王伟 of the other school; li@example.edu",
     )
+
+
+def test_every_address_they_had_and_the_digests_that_repeat_them_are_scrubbed(
+    world, django_capture_on_commit_callbacks
+):
+    from billing.models import Notification
+    from billing.notify import notify
+    from tenancy.services import membership_add
+
+    user = user_create(actor=world.domain_admin, domain=world.domain, **OLD)
+    membership_add(actor=world.project_admin, project=world.project, user=user, role="member")
+    with django_capture_on_commit_callbacks(execute=True):
+        # the notice to the replaced address names both addresses and ends with a full stop
+        user_update(actor=world.domain_admin, user=user, email="moon@example.edu")
+        [alert] = notify(
+            event="budget_alert",
+            users=[world.project_admin],
+            subject="Budget",
+            body="欧阳明月 has used 90 %.",
+            project=world.project,
+        )
+    digest = Notification.objects.create(
+        event="digest",
+        channel="email",
+        recipient=world.project_admin,
+        address=world.project_admin.email,
+        subject="2 notifications",
+        body="Budget\n欧阳明月 has used 90 %.",
+        status="sent",
+    )
+    Notification.objects.filter(pk=alert.pk).update(digest=digest, status="digested")
+    notice = Notification.objects.get(event="email_changed")
+    assert "mingyue@example.edu" in notice.body and "moon@example.edu." in notice.body
+    membership_remove(actor=world.project_admin, membership=Membership.objects.get(user=user))
+    with django_capture_on_commit_callbacks(execute=True):
+        enforce(now=add_months(timezone.now(), 18) + timedelta(days=2))
+    user.refresh_from_db()
+    assert user.purged_at is not None
+    for row in Notification.objects.all():
+        text = f"{row.address}\n{row.subject}\n{row.body}"
+        for value in ("mingyue@example.edu", "moon@example.edu", "欧阳明月", "account mingyue"):
+            assert value not in text, (row.event, text)
+    digest.refresh_from_db()
+    assert digest.body == f"Budget\n{user} has used 90 %."

@@ -134,7 +134,8 @@ def test_changing_only_the_alert_level_does_not_recheck_the_stored_webhook(setti
     assert Webhook.objects.get(project=world.project).url == "http://10.0.0.9/"
 
 
-def test_the_pinned_opener_connects_to_the_checked_address_with_the_hosts_name():
+def test_the_pinned_opener_connects_to_a_checked_address_with_the_hosts_name():
+    """The first address refuses (nothing listens on 127.0.0.2): the next one is tried."""
     from billing.notify import pinned_opener
 
     with receiver() as hook:
@@ -145,7 +146,7 @@ def test_the_pinned_opener_connects_to_the_checked_address_with_the_hosts_name()
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        with pinned_opener("127.0.0.1").open(request, timeout=5) as response:
+        with pinned_opener(["127.0.0.2", "127.0.0.1"]).open(request, timeout=5) as response:
             assert response.status == 200
     assert hook.payloads == [{}]
 
@@ -187,3 +188,21 @@ def test_names_people_chose_cannot_mention_the_whole_group():
     assert "<" not in feishu and "\uff1cat" in feishu
     slack = webhook_payload(row, "slack")["text"]
     assert "<" not in slack and "&lt;!channel&gt;" in slack and "A &amp; B" in slack
+
+
+def test_a_refused_webhook_change_saves_no_alert_level_either(settings, world, client):
+    from django.urls import reverse
+
+    from billing.models import Wallet
+
+    services.webhook_set(actor=world.project_admin, project=world.project, url="http://10.0.0.9/")
+    settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = False
+    wallet = services.wallet_open(project=world.project)
+    client.force_login(world.project_admin)
+    response = client.post(  # same URL, switched off, and a new level: the URL is re-checked
+        reverse("portal:billing_wallet_alerts", args=[wallet.pk]),
+        {"alerts-url": "http://10.0.0.9/", "alerts-format": "auto", "alerts-alert_threshold": "99"},
+    )
+    assert response.status_code == 200
+    assert Wallet.objects.get(pk=wallet.pk).alert_threshold is None
+    assert Webhook.objects.get(project=world.project).active

@@ -189,6 +189,11 @@ def test_a_purged_tenant_is_refused_as_closed(world, pending):
         membership_add(actor=world.platform, project=world.project, user=world.outsider)
     assert exc.value.code == "tenant_purged"
     assert exc.value.detail == "The project Networks 101 has been closed."
+    with pytest.raises(Conflict) as exc:  # not even an admin: a purged project is closed
+        membership_add(
+            actor=world.platform, project=world.project, user=world.outsider, role="admin"
+        )
+    assert exc.value.code == "tenant_purged"
 
 
 def test_roster_rows_queued_before_the_lock_add_no_member(world):
