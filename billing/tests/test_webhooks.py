@@ -7,12 +7,7 @@ A real HTTP server on 127.0.0.1 plays Feishu, DingTalk, Slack or a generic recei
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,6 +17,7 @@ from django.urls import reverse
 from billing import services
 from billing.models import Notification, Wallet, Webhook
 from billing.notify import notify, webhook_format
+from teachcloud.testing.webhook import webhook_server
 from tenancy.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -32,55 +28,9 @@ DINGTALK_OK = {"errcode": 0, "errmsg": "ok"}
 DINGTALK_BAD = {"errcode": 310000, "errmsg": "keywords not in content"}
 
 
-@dataclass
-class Receiver:
-    """What the local server answers, and what it was sent."""
-
-    status: int = 200
-    answer: Any = field(default_factory=lambda: {"ok": True})
-    port: int = 0
-    requests: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    @property
-    def payloads(self) -> list[Any]:
-        return [r["json"] for r in self.requests]
-
-
-@contextmanager
-def receiver(answer: Any = None, status: int = 200) -> Iterator[Receiver]:
-    state = Receiver(status=status, answer={"ok": True} if answer is None else answer)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.requests.append(
-                {"content_type": self.headers.get("Content-Type"), "json": json.loads(raw)}
-            )
-            body = state.answer
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            self.send_response(state.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def receiver(answer: Any = None, status: int = 200) -> Any:
+    """A local receiver answering like Feishu, DingTalk, Slack or anything (teachcloud.testing)."""
+    return webhook_server(status=status, answer=answer)
 
 
 def _event(capture, world, **kwargs):

@@ -16,6 +16,7 @@ class Hook:
     host: str = "127.0.0.1"
     port: int = 0
     status: int = 200  # what the server answers; set e.g. 500 to test failures
+    answer: Any = field(default_factory=lambda: {"ok": True})  # JSON (or a str) it answers
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -28,8 +29,10 @@ class Hook:
 
 
 @contextmanager
-def webhook_server(status: int = 200) -> Iterator[Hook]:
-    hook = Hook(status=status)
+def webhook_server(status: int = 200, answer: Any = None) -> Iterator[Hook]:
+    """A receiver answering `status` with `answer` (a str as is, anything else as JSON); both
+    may be changed on the yielded Hook meanwhile."""
+    hook = Hook(status=status, answer={"ok": True} if answer is None else answer)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
@@ -46,10 +49,13 @@ def webhook_server(status: int = 200) -> Iterator[Hook]:
                     "json": body,
                 }
             )
+            answer = hook.answer
+            data = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
             self.send_response(hook.status)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(b'{"ok": true}')
+            self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
             return
