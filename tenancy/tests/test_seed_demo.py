@@ -9,6 +9,7 @@ from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 
 from accounts.models import EnrollmentCode, User
+from billing.models import Notification
 from tenancy.models import AuditEvent, Domain, DomainRole, Membership, Project
 from tenancy.permissions import roles_of
 
@@ -26,6 +27,7 @@ def _counts() -> dict[str, int]:
         "emails": EmailAddress.objects.count(),
         "verified": EmailAddress.objects.filter(verified=True, primary=True).count(),
         "audit": AuditEvent.objects.count(),
+        "notifications": Notification.objects.count(),
     }
 
 
@@ -58,7 +60,11 @@ def test_seed_demo_twice_changes_nothing_and_logins_work():
         "emails": 38,
         "verified": 38,
         "audit": 0,
+        "notifications": counts["notifications"],
     }
+    # One course's alert level is above its balance: the real low-balance email went out
+    # (recorded, for the Notifications pages), once.
+    assert Notification.objects.filter(event="low_balance", channel="email").count() >= 1
     second = _seed()
     assert _counts() == counts
 

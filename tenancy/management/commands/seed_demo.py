@@ -379,6 +379,24 @@ class Command(BaseCommand):
                             disk_gib=80,
                             budget="200.00",
                         )
+        self._low_balance_example(platform)
+
+    def _low_balance_example(self, platform: User) -> None:
+        """One course whose alert level is above its balance, and the enforcement run that
+        notices it: the real low-balance email (console) and a recorded notification, so the
+        Notifications pages have something to show. Once: the alert is marked as sent."""
+        from django.utils import timezone
+
+        from billing import services as billing
+        from billing.enforcement import enforce
+
+        course = SCHOOLS[0].courses[0]
+        project = Project.objects.get(domain__code=SCHOOLS[0].code, code=course.code)
+        wallet = billing.wallet_open(project=project)
+        if wallet.alert_threshold is None and not wallet.low_balance_alerted:
+            teacher = User.objects.get(username=course.teacher.username)
+            billing.wallet_update(actor=teacher, wallet=wallet, alert_threshold="5000.00")
+            enforce(now=timezone.now())
 
     def _compute(self) -> None:
         """The cloud's flavor and image catalogue, and a VM for the first two students of each
