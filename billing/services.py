@@ -872,7 +872,6 @@ def webhook_format_choice(value: Any) -> str:
     return value
 
 
-@transaction.atomic(durable=True)
 def webhook_set(
     *,
     actor: Any,
@@ -884,12 +883,28 @@ def webhook_set(
 ) -> Any:
     """The tenant's webhook (one per domain or project): created or replaced, audited.
 
-    `format`: how notifications are posted (Webhook.Format); None keeps the current one."""
-    from billing.models import Webhook
-
+    `format`: how notifications are posted (Webhook.Format); None keeps the current one. The
+    address is checked (a DNS lookup) before the transaction opens."""
     action, tenant = _webhook_guard(domain=domain, project=project)
     require(actor, action, tenant)
     url = webhook_url(url)
+    return _webhook_save(
+        actor=actor, domain=domain, project=project, url=url, active=active, format=format
+    )
+
+
+@transaction.atomic(durable=True)
+def _webhook_save(
+    *,
+    actor: Any,
+    domain: Domain | None,
+    project: Project | None,
+    url: str,
+    active: bool,
+    format: str | None,
+) -> Any:
+    from billing.models import Webhook
+
     owner = {"project": project} if project is not None else {"domain": domain}
     before = Webhook.objects.filter(**owner).values("url", "format", "active").first()
     values = {"url": url, "active": bool(active)}
