@@ -42,8 +42,8 @@ Rules (the README repeats them):
   all to the platform wallet, at the price version in force at S. One management_fee
   transaction per (wallet, month), period_start = S; fees continue while locked. A membership
   removed after S but before the run that charges S is no longer counted (rows are deleted).
-- On SQLite (the local demo) the same rules run in Python batches; on PostgreSQL each hour,
-  month and rating hour is one set-based statement (CTEs; INSERT … SELECT … RETURNING).
+- Each hour, month and rating hour is one set-based PostgreSQL statement (CTEs; INSERT … SELECT …
+  RETURNING). `billing/tests/oracle.py` is the independent, slow check of what they write.
 """
 
 from __future__ import annotations
@@ -51,33 +51,23 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import connection, transaction
-from django.db.models import F, Max, Min, Q
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from billing.ledger import platform_wallet
 from billing.models import (
     Allocation,
-    ChargeLine,
-    Entry,
     Holding,
     Level,
-    LockPeriod,
     MemberConsumption,
-    PriceVersion,
     Transaction,
     TransactionKind,
-    Wallet,
-    WalletKind,
 )
 from billing.money import q4
 
@@ -130,15 +120,10 @@ def _pause() -> None:
         time.sleep(pause)
 
 
-def _use_sql() -> bool:
-    return connection.vendor == "postgresql"
-
-
 def _advisory_lock(namespace: int, instant: datetime) -> None:
-    if _use_sql():
-        with connection.cursor() as cursor:
-            key = int(instant.timestamp() // 3600)
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, key])
+    with connection.cursor() as cursor:
+        key = int(instant.timestamp() // 3600)
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, key])
 
 
 # -- Resource charges -------------------------------------------------------------------------
@@ -292,198 +277,19 @@ SELECT (SELECT count(*) FROM ins),
 """  # noqa: S608 — module constants only
 
 
-@dataclass
-class Line:
-    allocation_id: int
-    price_id: int
-    start: datetime
-    end: datetime
-    vcpus: int
-    ram_gib: int
-    disk_gib: int
-    amount: Decimal
-
-
-@dataclass
-class Charge:
-    wallet_id: int
-    payee_id: int
-    lines: list[Line] = field(default_factory=list)
-
-    @property
-    def amount(self) -> Decimal:
-        return sum((line.amount for line in self.lines), ZERO)
-
-
 def line_amount(seconds: int, rate: Decimal) -> Decimal:
-    """The one rounding of a charge: q4(seconds × hourly rate / 3600)."""
+    """The one rounding of a charge, in Python: q4(seconds × hourly rate / 3600) — what the SQL
+    statements compute as round(extract(epoch …) × rate / 3600, 4)."""
     return q4(Decimal(seconds) * rate / Decimal(3600))
 
 
-def _rate(price: Any, vcpus: int, ram_gib: int, disk_gib: int) -> Decimal:
-    return price.vcpu_hour * vcpus + price.ram_gib_hour * ram_gib + price.disk_gib_hour * disk_gib
-
-
-def _price_intervals() -> list[tuple[PriceVersion, datetime, datetime | None]]:
-    versions = list(PriceVersion.objects.order_by("effective_from"))
-    return [
-        (
-            v,
-            floor_second(v.effective_from),
-            floor_second(versions[i + 1].effective_from) if i + 1 < len(versions) else None,
-        )
-        for i, v in enumerate(versions)
-    ]
-
-
-def _minus(
-    start: datetime, end: datetime, holes: Iterable[tuple[datetime, datetime]]
-) -> list[tuple[datetime, datetime]]:
-    """[start, end) minus the union of `holes`, as sorted disjoint intervals."""
-    pieces, cursor = [], start
-    for hole_start, hole_end in sorted(holes):
-        if hole_end <= cursor or hole_start >= end:
-            continue
-        if hole_start > cursor:
-            pieces.append((cursor, hole_start))
-        cursor = max(cursor, hole_end)
-        if cursor >= end:
-            break
-    if cursor < end:
-        pieces.append((cursor, end))
-    return pieces
-
-
-def _hour_locks(h0: datetime, h1: datetime) -> dict[int, list[tuple[datetime, datetime]]]:
-    """wallet → its LockPeriods overlapping [h0, h1), truncated to the second (open: until h1)."""
-    locks: dict[int, list[tuple[datetime, datetime]]] = defaultdict(list)
-    for lock in LockPeriod.objects.filter(start__lt=h1).filter(Q(end__isnull=True) | Q(end__gt=h0)):
-        end = floor_second(lock.end) if lock.end else h1
-        locks[lock.wallet_id].append((floor_second(lock.start), end))
-    return locks
-
-
-def _holes(
-    locks: dict[int, list[tuple[datetime, datetime]]], wallet: int | None, domain_wallet: int | None
-) -> list[tuple[datetime, datetime]]:
-    """The locked intervals that stop what `wallet` pays for: its own locks and, for a project
-    wallet, its domain wallet's (a domain lock stops its projects too)."""
-    holes = [*locks.get(wallet, [])] if wallet is not None else []
-    if domain_wallet is not None and wallet != domain_wallet:
-        holes += locks.get(domain_wallet, [])
-    return holes
-
-
-def compute_hour_charges(hour: datetime) -> dict[int, Charge]:
-    """The resource charges of one hour, computed in Python (the SQLite path): wallet → Charge."""
-    h0, h1 = hour, hour + HOUR
-    platform_id = platform_wallet().pk
-    domain_wallets = dict(
-        Wallet.objects.filter(kind=WalletKind.DOMAIN).values_list("domain_id", "id")
-    )
-    project_wallets = dict(
-        Wallet.objects.filter(kind=WalletKind.PROJECT).values_list("project_id", "id")
-    )
-    locks = _hour_locks(h0, h1)
-    prices = _price_intervals()
-    charges: dict[int, Charge] = {}
-    allocations = (
-        Allocation.objects.filter(level__in=[Level.DOMAIN, Level.PROJECT], start__lt=h1)
-        .filter(Q(end__isnull=True) | Q(end__gt=h0))
-        .order_by("start", "id")
-    )
-    for allocation in allocations:
-        domain_wallet = domain_wallets.get(allocation.domain_id)
-        payer: int | None
-        payee: int | None
-        if allocation.level == Level.DOMAIN:
-            payer, payee = domain_wallet, platform_id
-        else:
-            project_id = allocation.project_id or 0
-            payer, payee = project_wallets.get(project_id), domain_wallet
-        if payer is None or payee is None or domain_wallet is None:
-            continue
-        holes = _holes(locks, payer, domain_wallet)
-        start = max(floor_second(allocation.start), h0)
-        end = min(floor_second(allocation.end), h1) if allocation.end else h1
-        for price, price_start, price_end in prices:
-            s, e = max(start, price_start), min(end, price_end or h1)
-            if s >= e:
-                continue
-            rate = _rate(price, allocation.vcpus, allocation.ram_gib, allocation.disk_gib)
-            for piece_start, piece_end in _minus(s, e, holes):
-                amount = line_amount(int((piece_end - piece_start).total_seconds()), rate)
-                if amount <= 0:
-                    continue
-                charge = charges.setdefault(payer, Charge(wallet_id=payer, payee_id=payee))
-                charge.lines.append(
-                    Line(
-                        allocation_id=allocation.pk,
-                        price_id=price.pk,
-                        start=piece_start,
-                        end=piece_end,
-                        vcpus=allocation.vcpus,
-                        ram_gib=allocation.ram_gib,
-                        disk_gib=allocation.disk_gib,
-                        amount=amount,
-                    )
-                )
-    return charges
-
-
-def _move_balances(deltas: dict[int, Decimal]) -> None:
-    for wallet_id, delta in sorted(deltas.items()):  # one lock order: by wallet id
-        if delta:
-            Wallet.objects.filter(pk=wallet_id).update(balance=F("balance") + delta)
-
-
-def _charge_hour_python(hour: datetime, memo: str) -> tuple[int, Decimal]:
-    charges = compute_hour_charges(hour)
-    done = set(
-        Transaction.objects.filter(
-            kind=TransactionKind.RESOURCE_CHARGE, period_start=hour, wallet_id__in=list(charges)
-        ).values_list("wallet_id", flat=True)
-    )
-    todo = [c for wallet_id, c in sorted(charges.items()) if wallet_id not in done]
-    txs = Transaction.objects.bulk_create(
-        [
-            Transaction(
-                kind=TransactionKind.RESOURCE_CHARGE,
-                wallet_id=c.wallet_id,
-                period_start=hour,
-                memo=memo,
-            )
-            for c in todo
-        ]
-    )
-    entries: list[Entry] = []
-    lines: list[ChargeLine] = []
-    deltas: dict[int, Decimal] = defaultdict(Decimal)
-    for tx, charge in zip(txs, todo, strict=True):
-        amount = charge.amount
-        entries += [
-            Entry(transaction=tx, wallet_id=charge.wallet_id, amount=-amount),
-            Entry(transaction=tx, wallet_id=charge.payee_id, amount=amount),
-        ]
-        deltas[charge.wallet_id] -= amount
-        deltas[charge.payee_id] += amount
-        lines += [ChargeLine(transaction=tx, **line.__dict__) for line in charge.lines]
-    Entry.objects.bulk_create(entries)
-    ChargeLine.objects.bulk_create(lines)
-    _move_balances(deltas)
-    return len(todo), sum((c.amount for c in todo), ZERO)
-
-
-def charge_hour(hour: datetime, *, engine: str | None = None) -> tuple[int, Decimal]:
+def charge_hour(hour: datetime) -> tuple[int, Decimal]:
     """Charge every wallet for one hour, in one transaction; returns (transactions, amount).
 
     Idempotent: wallets already charged for the hour are left alone."""
-    engine = engine or ("sql" if _use_sql() else "python")
     memo = ""  # language-neutral: billing.memos renders it from kind and period_start
     with transaction.atomic():
         _advisory_lock(LOCK_CHARGE, hour)
-        if engine == "python":
-            return _charge_hour_python(hour, memo)
         with connection.cursor() as cursor:
             # Hash aggregates and the sort of 100k+ rows fit in memory instead of temp files.
             cursor.execute("SET LOCAL work_mem = '64MB'")
@@ -554,53 +360,10 @@ SELECT count(*) FROM ins
 """  # noqa: S608 — module constants only
 
 
-def compute_hour_rating(hour: datetime) -> dict[tuple[int, int], Decimal]:
-    """(project, user) → rated amount of one hour, in Python (the SQLite path)."""
-    h0, h1 = hour, hour + HOUR
-    prices = _price_intervals()
-    locks = _hour_locks(h0, h1)
-    wallets: dict[int, tuple[int, int | None]] = {}  # project → (its wallet, its domain's wallet)
-    if locks:
-        domain_wallets = dict(
-            Wallet.objects.filter(kind=WalletKind.DOMAIN).values_list("domain_id", "id")
-        )
-        for project_id, wallet_id, domain_id in Wallet.objects.filter(
-            kind=WalletKind.PROJECT
-        ).values_list("project_id", "id", "project__domain_id"):
-            wallets[project_id] = (wallet_id, domain_wallets.get(domain_id))
-    rated: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
-    holdings = Holding.objects.filter(start__lt=h1).filter(Q(end__isnull=True) | Q(end__gt=h0))
-    for holding in holdings:
-        holes = _holes(locks, *wallets.get(holding.project_id, (None, None)))
-        start = max(floor_second(holding.start), h0)
-        end = min(floor_second(holding.end), h1) if holding.end else h1
-        for price, price_start, price_end in prices:
-            s, e = max(start, price_start), min(end, price_end or h1)
-            if s >= e:
-                continue
-            rate = _rate(price, holding.vcpus, holding.ram_gib, holding.disk_gib)
-            for piece_start, piece_end in _minus(s, e, holes):
-                amount = line_amount(int((piece_end - piece_start).total_seconds()), rate)
-                rated[(holding.project_id, holding.user_id)] += amount
-    return {key: amount for key, amount in rated.items() if amount > 0}
-
-
-def rate_hour(hour: datetime, *, engine: str | None = None) -> int:
-    engine = engine or ("sql" if _use_sql() else "python")
+def rate_hour(hour: datetime) -> int:
+    """Rate every member's holdings for one hour (MemberConsumption); returns the rows written."""
     with transaction.atomic():
         _advisory_lock(LOCK_RATE, hour)
-        if engine == "python":
-            rated = compute_hour_rating(hour)
-            done = set(
-                MemberConsumption.objects.filter(hour=hour).values_list("project_id", "user_id")
-            )
-            rows = [
-                MemberConsumption(project_id=p, user_id=u, hour=hour, amount=amount)
-                for (p, u), amount in sorted(rated.items())
-                if (p, u) not in done
-            ]
-            MemberConsumption.objects.bulk_create(rows)
-            return len(rows)
         with connection.cursor() as cursor:
             cursor.execute(_RATE_SQL, {"h0": hour, "h1": hour + HOUR})
             return int(cursor.fetchone()[0])
@@ -680,85 +443,24 @@ SELECT (SELECT count(*) FROM ins),
 """
 
 
-def compute_month_fees(start: datetime) -> dict[int, Decimal]:
-    """wallet → management fee due at month start `start`, in Python (the SQLite path)."""
-    from tenancy.models import Domain, Membership, Project, TenantStatus
-
-    price = PriceVersion.objects.filter(effective_from__lte=start).order_by("-effective_from")
-    version = price.first()
-    if version is None:
-        return {}
-    fees: dict[int, Decimal] = {}
-    domains = Domain.objects.filter(created_at__lt=start).exclude(status=TenantStatus.PURGED)
-    for wallet_id in Wallet.objects.filter(domain__in=domains).values_list("id", flat=True):
-        fees[wallet_id] = version.domain_fee
-    projects = (
-        Project.objects.filter(created_at__lt=start)
-        .exclude(status=TenantStatus.PURGED)
-        .exclude(domain__status=TenantStatus.PURGED)
-    )
-    members: dict[int, int] = defaultdict(int)
-    for project_id in Membership.objects.filter(
-        project__in=projects, created_at__lt=start
-    ).values_list("project_id", flat=True):
-        members[project_id] += 1
-    for wallet_id, project_id in Wallet.objects.filter(project__in=projects).values_list(
-        "id", "project_id"
-    ):
-        fees[wallet_id] = version.project_fee + version.user_fee * members[project_id]
-    return {wallet_id: amount for wallet_id, amount in fees.items() if amount > 0}
-
-
-def charge_month(start: datetime, *, engine: str | None = None) -> tuple[int, Decimal]:
+def charge_month(start: datetime) -> tuple[int, Decimal]:
     """Post the management fees due at month start `start`; returns (transactions, amount)."""
-    engine = engine or ("sql" if _use_sql() else "python")
     memo = ""  # language-neutral: billing.memos renders it from kind and period_start
     with transaction.atomic():
         _advisory_lock(LOCK_FEE, start)
-        if engine == "sql":
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL work_mem = '64MB'")
-                cursor.execute(_FEE_SQL, {"s": start, "memo": memo})
-                count, amount, _balances = cursor.fetchone()
-            return int(count), Decimal(amount)
-        fees = compute_month_fees(start)
-        done = set(
-            Transaction.objects.filter(
-                kind=TransactionKind.MANAGEMENT_FEE, period_start=start
-            ).values_list("wallet_id", flat=True)
-        )
-        todo = [(w, a) for w, a in sorted(fees.items()) if w not in done]
-        platform_id = platform_wallet().pk
-        txs = Transaction.objects.bulk_create(
-            [
-                Transaction(
-                    kind=TransactionKind.MANAGEMENT_FEE, wallet_id=w, period_start=start, memo=memo
-                )
-                for w, _a in todo
-            ]
-        )
-        entries: list[Entry] = []
-        deltas: dict[int, Decimal] = defaultdict(Decimal)
-        for tx, (wallet_id, amount) in zip(txs, todo, strict=True):
-            entries += [
-                Entry(transaction=tx, wallet_id=wallet_id, amount=-amount),
-                Entry(transaction=tx, wallet_id=platform_id, amount=amount),
-            ]
-            deltas[wallet_id] -= amount
-            deltas[platform_id] += amount
-        Entry.objects.bulk_create(entries)
-        _move_balances(deltas)
-        return len(todo), sum((a for _w, a in todo), ZERO)
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+            cursor.execute(_FEE_SQL, {"s": start, "memo": memo})
+            count, amount, _balances = cursor.fetchone()
+        return int(count), Decimal(amount)
 
 
 # -- The run ----------------------------------------------------------------------------------
 
 
-def billing_run(*, until: datetime, engine: str | None = None) -> dict[str, Any]:
+def billing_run(*, until: datetime) -> dict[str, Any]:
     """Run everything due up to `until`: resource charges, member rating, management fees,
     then enforcement (locks, alerts, purges). Safe to run twice, concurrently, or after a kill.
-
-    `engine` ("sql" or "python") is chosen by the database unless given (tests compare both).
     """
     if timezone.is_naive(until):
         raise ValueError("billing_run needs an aware datetime")
@@ -767,7 +469,7 @@ def billing_run(*, until: datetime, engine: str | None = None) -> dict[str, Any]
     summary: dict[str, Any] = {"until": until.isoformat()}
     charged, charge_total, hours = 0, ZERO, charge_hours_due(until=until)
     for hour in hours:
-        count, amount = charge_hour(hour, engine=engine)
+        count, amount = charge_hour(hour)
         charged, charge_total = charged + count, charge_total + amount
         _pause()
     summary |= {
@@ -777,11 +479,11 @@ def billing_run(*, until: datetime, engine: str | None = None) -> dict[str, Any]
     }
     rated_rows, rating_hours = 0, rating_hours_due(until=until)
     for hour in rating_hours:
-        rated_rows += rate_hour(hour, engine=engine)
+        rated_rows += rate_hour(hour)
     summary |= {"rating_hours": len(rating_hours), "rated": rated_rows}
     fees, fee_total, months = 0, ZERO, fee_months_due(until=until)
     for start in months:
-        count, amount = charge_month(start, engine=engine)
+        count, amount = charge_month(start)
         fees, fee_total = fees + count, fee_total + amount
     summary |= {
         "fee_months": [m.astimezone(SHANGHAI).strftime("%Y-%m") for m in months],
@@ -814,8 +516,7 @@ def _course_end(now: datetime) -> dict[str, Any]:
 def ledger_check(*, limit: int = 20) -> list[str]:
     """Every invariant of the ledger; returns one readable line per problem (empty: all good).
 
-    Differences are compared after rounding to the ledger's 4 places, which is exact on
-    PostgreSQL (numeric) and absorbs SQLite's binary floats in the local demo."""
+    Amounts are numeric(…, 4) on PostgreSQL, so every comparison is exact."""
     problems: list[str] = []
     checks = [
         (

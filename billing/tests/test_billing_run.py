@@ -172,7 +172,7 @@ def test_members_are_rated_not_charged(charged):
         user_fee=Decimal("1"),
     )
     balances = dict(Wallet.objects.values_list("id", "balance"))
-    summary = billing_run(until=hour(13), engine="sql")
+    summary = billing_run(until=hour(13))
     rows = dict(
         MemberConsumption.objects.filter(project=project, user=student).values_list(
             "hour", "amount"
@@ -189,6 +189,6 @@ def test_members_are_rated_not_charged(charged):
     charges = Transaction.objects.filter(kind="resource_charge").count()
     assert charges == 6 and summary["resource_charges"] == 6
     assert dict(Wallet.objects.values_list("id", "balance")) != balances
-    billing_run(until=hour(13), engine="python")
+    billing_run(until=hour(13))  # a second run rates nothing twice
     assert MemberConsumption.objects.count() == 3
     assert ledger_check() == []

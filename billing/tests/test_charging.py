@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.charging import billing_run, charge_hours_due, compute_hour_charges, ledger_check
+from billing.charging import billing_run, charge_hours_due, ledger_check
 from billing.models import ChargeLine, LockPeriod, PriceVersion, Transaction, Wallet
 from billing.tests import oracle
 from billing.tests.oracle import CST, allocate, make_domain, make_project
@@ -190,36 +190,3 @@ def test_ended_allocation_stops_charges(tenants):
     assert p[hour(12)] == Decimal("0.0513")  # 900 s × 0.205 / 3600 = 0.05125 → 0.0513 (half up)
     assert max(p) == hour(12)
     assert_ledger_equals_oracle(hour(15))
-
-
-def test_python_engine_matches_sql_engine(tenants):
-    staff, domain, project = tenants
-    allocate(staff, T0, (4, 8, 100), domain=domain)
-    allocate(staff, T0 + timedelta(minutes=50), (3, 5, 70), project=project)
-    LockPeriod.objects.create(
-        wallet=project.wallet, start=hour(11, 5) + timedelta(seconds=17), end=None, reason="x"
-    )
-    billing_run(until=hour(13), engine="sql")
-    ledger = oracle.ledger_charges()
-    for h in (hour(10), hour(11), hour(12)):
-        computed = compute_hour_charges(h.astimezone(H10.tzinfo))
-        for wallet_id, charge in computed.items():
-            lines = [
-                (cl.allocation_id, cl.price_id, cl.start, cl.end, cl.amount) for cl in charge.lines
-            ]
-            assert ledger[(wallet_id, h)] == (charge.amount, sorted(lines, key=lambda x: x[2]))
-        assert {w for (w, hh) in ledger if hh == h} == set(computed)
-
-
-def test_python_engine_end_to_end(tenants):
-    staff, domain, project = tenants
-    allocate(staff, T0, (4, 8, 100), domain=domain)
-    allocate(staff, T0, (2, 4, 50), project=project)
-    LockPeriod.objects.create(
-        wallet=domain.wallet, start=hour(11, 5) + timedelta(seconds=1), end=hour(12), reason="y"
-    )
-    billing_run(until=hour(14), engine="python")
-    assert_ledger_equals_oracle(hour(14))
-    snapshot = oracle.ledger_snapshot()
-    billing_run(until=hour(14), engine="sql")  # the other engine sees it all done
-    assert oracle.ledger_snapshot() == snapshot

@@ -125,12 +125,3 @@ def test_price_in_force_at_the_instant_locked_pay_purged_do_not(school):
     assert (gone.wallet.pk, DEC) not in got
     assert len(got) == 3
     assert ledger_check() == []
-
-
-def test_python_engine_posts_the_same_fees(school):
-    _staff, _domain, _project = school
-    billing_run(until=DEC, engine="python")
-    snapshot = oracle.ledger_snapshot()
-    assert oracle_fees(DEC) == {w: a for (w, _m), a in fees().items()}
-    billing_run(until=DEC, engine="sql")
-    assert oracle.ledger_snapshot() == snapshot

@@ -145,11 +145,11 @@ def test_charge_and_fee_memos_show_the_local_hour_and_month():
     oracle.allocate(staff, noon, (0, 0, 0), project=project)
     oracle.allocate(staff, noon, (0, 0, 0), domain=domain)
     with translation.override("zh-hans"):
-        billing_run(until=datetime(2026, 10, 5, 11, tzinfo=CST))  # the SQL engine: hour 10
-        charge_hour(datetime(2026, 10, 5, 11, tzinfo=CST), engine="python")
+        billing_run(until=datetime(2026, 10, 5, 11, tzinfo=CST))  # hour 10
+        charge_hour(datetime(2026, 10, 5, 11, tzinfo=CST))  # one hour on its own
         billing_run(until=datetime(2026, 12, 1, tzinfo=CST))  # fees of 2026-12 (UTC: 11-30)
     charge = Transaction.objects.get(wallet=project.wallet, period_start=ten)
-    python_charge = Transaction.objects.get(
+    single_charge = Transaction.objects.get(
         wallet=project.wallet, period_start=datetime(2026, 10, 5, 11, tzinfo=CST)
     )
     fee = Transaction.objects.get(
@@ -157,10 +157,10 @@ def test_charge_and_fee_memos_show_the_local_hour_and_month():
         kind=TransactionKind.MANAGEMENT_FEE,
         period_start=datetime(2026, 12, 1, tzinfo=CST),
     )
-    assert {charge.memo, python_charge.memo, fee.memo} == {""}
+    assert {charge.memo, single_charge.memo, fee.memo} == {""}
     with translation.override("en"):
         assert describe(charge) == "Resource charge 2026-10-05 10:00"
-        assert describe(python_charge) == "Resource charge 2026-10-05 11:00"
+        assert describe(single_charge) == "Resource charge 2026-10-05 11:00"
         assert describe(fee) == "Management fee 2026-12"
     with translation.override("zh-hans"):
         assert describe(charge) == "资源扣费 2026-10-05 10:00"

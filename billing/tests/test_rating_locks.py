@@ -1,5 +1,5 @@
 """Member rating stops while the member's project or its domain is locked (SPEC Charging 3, 5):
-the SQL path, the Python path and the oracle agree on the unlocked seconds only."""
+the SQL engine and the oracle agree on the unlocked seconds only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing.charging import billing_run, compute_hour_rating, ledger_check, rate_hour
+from billing.charging import billing_run, ledger_check, rate_hour
 from billing.enforcement import tenant_lock, tenant_unlock
 from billing.models import Holding, LockPeriod, MemberConsumption, PriceVersion
 from billing.services import member_budget_set
@@ -23,7 +23,6 @@ from tenancy.services import membership_add
 
 pytestmark = pytest.mark.django_db
 
-ENGINES = ["sql", "python"]
 # Default prices (migration 0002): vCPU 0.05, GiB RAM 0.02, GiB disk 0.0005 per hour, so a VM of
 # 2 vCPUs, 4 GiB RAM and 20 GiB disk is rated 0.10 + 0.08 + 0.01 = 0.19 per hour.
 VM = (2, 4, 20)
@@ -76,22 +75,15 @@ def assert_rating_equals_oracle(until: datetime) -> None:
     _allocs, prices, locks = oracle.load_inputs()
     expected = oracle.expected_rating(oracle.load_holdings(), prices, locks, until)
     assert oracle.ledger_rating() == expected
-    h = min(Holding.objects.values_list("start", flat=True)).replace(minute=0, second=0)
-    while h + timedelta(hours=1) <= until:  # the Python path computes the same, hour by hour
-        assert compute_hour_rating(h) == {
-            (p, u): amount for (p, u, hh), amount in expected.items() if hh == h
-        }
-        h += timedelta(hours=1)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_project_lock_part_of_an_hour_is_not_rated(world, engine):
+def test_project_lock_part_of_an_hour_is_not_rated(world):
     staff, _domain, project = world
     member = student_with_vm(staff, project, start=hour(10))
     tenant_lock(actor=staff, project=project, reason="unpaid lab fee", now=hour(11, 20))
     tenant_unlock(actor=staff, project=project, now=hour(11, 50))
 
-    billing_run(until=hour(13), engine=engine)
+    billing_run(until=hour(13))
 
     assert rated(member) == {
         hour(10): Decimal("0.1900"),  # no lock: unchanged
@@ -104,8 +96,7 @@ def test_project_lock_part_of_an_hour_is_not_rated(world, engine):
     assert ledger_check() == []
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_domain_lock_stops_the_rating_of_its_projects_members(world, engine):
+def test_domain_lock_stops_the_rating_of_its_projects_members(world):
     staff, domain, project = world
     second = make_project(staff, domain, "net102")
     elsewhere = make_project(staff, make_domain(staff, "south"), "bio101")
@@ -113,7 +104,7 @@ def test_domain_lock_stops_the_rating_of_its_projects_members(world, engine):
     # Locked from 11:10:07 and still locked when the run comes.
     LockPeriod.objects.create(wallet=domain.wallet, start=hour(11, 10, 7), end=None, reason="x")
 
-    billing_run(until=hour(13), engine=engine)
+    billing_run(until=hour(13))
 
     for member in members[:2]:
         assert rated(member) == {
@@ -157,7 +148,7 @@ def test_a_member_is_not_back_over_budget_after_the_unlock(world):
     assert not member.locked
 
 
-# -- Property: SQL path = Python path = oracle, with locks anywhere ---------------------------
+# -- Property: the SQL engine = the oracle, with locks anywhere ---------------------------
 
 BASE = hour(8)
 offset = st.integers(0, 6 * 3600)  # seconds after BASE
@@ -206,7 +197,7 @@ def test_rating_paths_equal_the_oracle(holdings, locks, price_at):
         until = BASE + timedelta(hours=11)
         h = BASE
         while h < until:
-            rate_hour(h, engine="sql")
+            rate_hour(h)
             h += timedelta(hours=1)
         assert_rating_equals_oracle(until)
         transaction.set_rollback(True)

@@ -153,8 +153,7 @@ def test_closing_equals_opening_plus_the_months_ledger_entries(school):
         st.save()
 
     # Later: the 12:00 hour of 5 October is charged late (catch-up) and a correction is posted.
-    # (The Python engine: PostgreSQL's now() is the test transaction's start, before the cut-off.)
-    billing_run(until=hour(13), engine="python")
+    billing_run(until=hour(13))
     wallet_adjust(actor=staff, wallet=pw, amount="1.2345", reason="correction of 20 Oct")
     nov = statement_issue(wallet=pw, month=NOV, now=datetime(2026, 12, 1, 0, 30, tzinfo=CST))
     assert nov.opening_balance == st.closing_balance
