@@ -70,6 +70,7 @@ from billing.models import (
     TransactionKind,
 )
 from billing.money import q4
+from teachcloud.locks import xact_lock
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +122,8 @@ def _pause() -> None:
 
 
 def _advisory_lock(namespace: int, instant: datetime) -> None:
-    with connection.cursor() as cursor:
-        key = int(instant.timestamp() // 3600)
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [namespace, key])
+    """Serialise the runs that write the hour (or month) starting at `instant`."""
+    xact_lock(namespace, int(instant.timestamp() // 3600))
 
 
 # -- Resource charges -------------------------------------------------------------------------

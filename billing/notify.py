@@ -30,7 +30,6 @@ import re
 import socket
 import urllib.error
 import urllib.request
-import zlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
@@ -39,13 +38,14 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.models import Notification, Webhook
+from teachcloud.locks import text_key, xact_lock
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +166,7 @@ def flush_digests(*, now: datetime | None = None) -> int:
 
 # -- Email ------------------------------------------------------------------------------------
 
-
-def _advisory_lock(key: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(%s, %s)", [0x7EAC, zlib.crc32(key.encode()) - 2**31]
-        )
+MAIL_LOCK = 0x7EAC  # advisory lock namespace: one mail address's rate limit
 
 
 def _claim_emails(*, address: str, batch: set[int], now: datetime) -> list[Notification]:
@@ -180,7 +175,7 @@ def _claim_emails(*, address: str, batch: set[int], now: datetime) -> list[Notif
     every other pending row of the address was held back by the limit earlier."""
     limit, window = settings.TEACHCLOUD_MAIL_RATE
     with transaction.atomic():
-        _advisory_lock(f"mail:{address.lower()}")
+        xact_lock(MAIL_LOCK, text_key(f"mail:{address.lower()}"))
         used = Notification.objects.filter(
             channel=EMAIL,
             address=address,

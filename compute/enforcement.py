@@ -31,20 +31,20 @@ Rules:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from billing.models import ComputeAction, ComputeRequest
 from compute.backends.base import BackendError, NotFound
 from compute.models import CloudDomain, CloudProject, Server, ServerStatus, StopCause
+from teachcloud.locks import session_lock
 from tenancy.audit import audit_record
 from tenancy.models import Domain, Membership, Project, TenantStatus
 
@@ -55,25 +55,6 @@ LOCK_REQUEST = 74_001
 LOCK_SYNC = 74_002
 
 BLOCKED: tuple[str, ...] = (TenantStatus.LOCKED, TenantStatus.PURGED)
-
-
-@contextmanager
-def advisory_lock(namespace: int, key: int = 0) -> Iterator[bool]:
-    """A session-level PostgreSQL advisory lock, tried without waiting: yields whether it was
-    taken and releases it on exit. Held across transactions and network calls. On SQLite (the
-    local demo, one worker) it always yields True."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [namespace, key])
-        taken = bool(cursor.fetchone()[0])
-    try:
-        yield taken
-    finally:
-        if taken:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
 
 
 # -- Scope ------------------------------------------------------------------------------------
@@ -305,7 +286,7 @@ def compute_requests_process(*, limit: int = 100) -> dict[str, int]:
             result["waiting"] += 1
             continue
         try:
-            with advisory_lock(LOCK_REQUEST, pk) as taken:
+            with session_lock(LOCK_REQUEST, pk) as taken:
                 outcome = _process_one(pk) if taken else "skipped"
         except Exception:
             log.exception("compute request %s failed", pk)
@@ -326,7 +307,6 @@ def requests_waiting() -> bool:
 __all__ = [
     "LOCK_REQUEST",
     "LOCK_SYNC",
-    "advisory_lock",
     "compute_requests_process",
     "requests_waiting",
     "restartable",

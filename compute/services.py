@@ -48,7 +48,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +74,7 @@ from compute.models import (
 )
 from compute.selectors import flavors_for, images_for
 from teachcloud.errors import Conflict, ServiceError
+from teachcloud.locks import session_lock
 from tenancy.audit import audit_record, snapshot
 from tenancy.models import Domain, Membership, Project, TenantStatus
 from tenancy.permissions import Action, require
@@ -223,15 +224,14 @@ def _check_name_free(
 
 
 def _lock_project(project_id: int) -> Project:
-    """Lock order domain → project: the domain row FOR SHARE (PostgreSQL), the project row FOR
-    UPDATE. Returns the project with its domain, both read under the locks."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT 1 FROM tenancy_domain WHERE id = "
-                "(SELECT domain_id FROM tenancy_project WHERE id = %s) FOR SHARE",
-                [project_id],
-            )
+    """Lock order domain → project: the domain row FOR SHARE, the project row FOR UPDATE.
+    Returns the project with its domain, both read under the locks."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM tenancy_domain WHERE id = "
+            "(SELECT domain_id FROM tenancy_project WHERE id = %s) FOR SHARE",
+            [project_id],
+        )
     return (
         Project.objects.select_for_update(of=("self",)).select_related("domain").get(pk=project_id)
     )
@@ -464,25 +464,6 @@ def server_create(
 # -- The build (task body) ----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _claim(kind: int, pk: int) -> Iterator[bool]:
-    """A PostgreSQL session advisory lock on (kind, pk) for work done outside transactions: a
-    second worker running the same build at the same time gets False and leaves. Elsewhere
-    (SQLite demo) always True."""
-    if connection.vendor != "postgresql":
-        yield True
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [kind, pk])
-        got = bool(cursor.fetchone()[0])
-    try:
-        yield got
-    finally:
-        if got:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [kind, pk])
-
-
 BUILD_LOCK = 0x7C0B  # advisory lock class of server builds
 
 
@@ -517,7 +498,7 @@ def server_build(*, server_id: int) -> Server | None:
 
     Idempotent: a server that already has a cloud id is only followed up, a cloud server an
     earlier attempt created is found by its metadata, and two runs at once do the work once."""
-    with _claim(BUILD_LOCK, server_id) as mine:
+    with session_lock(BUILD_LOCK, server_id) as mine:
         if not mine:
             return Server.objects.filter(pk=server_id).first()
         return _build(server_id)
@@ -673,7 +654,7 @@ def build_abandon(*, server_id: int, cloud: base.Server, fault: str = "") -> Ser
     failure (`_build_errored`): deleted in the cloud, `error` with `fault`, its reservation
     released. Network: call outside any transaction. Returns None (nothing done) while a build
     task holds the server; a row that is no longer building with that cloud id is left alone."""
-    with _claim(BUILD_LOCK, server_id) as mine:
+    with session_lock(BUILD_LOCK, server_id) as mine:
         if not mine:
             return None
         server = (

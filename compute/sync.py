@@ -52,7 +52,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from compute.backends import base
-from compute.enforcement import LOCK_SYNC, advisory_lock
+from compute.enforcement import LOCK_SYNC
 from compute.models import (
     CloudProject,
     Flavor,
@@ -64,6 +64,7 @@ from compute.models import (
 )
 from compute.services import STATUS_MAP
 from teachcloud.errors import ServiceError
+from teachcloud.locks import session_lock
 from tenancy.audit import audit_record
 from tenancy.models import Membership, Project, TenantStatus
 from tenancy.permissions import Action, require
@@ -388,7 +389,7 @@ def sync_run(
     if orphans not in ORPHAN_POLICIES:
         raise ValueError(f"orphans must be one of {ORPHAN_POLICIES}, not {orphans!r}")
     report = SyncReport(apply=apply, orphans=orphans)
-    with advisory_lock(LOCK_SYNC) as taken:
+    with session_lock(LOCK_SYNC) as taken:
         if not taken:
             report.busy = True
             return report

@@ -125,10 +125,7 @@ def safe_cutoff(now: datetime) -> datetime:
     """`now`, or earlier: just before the oldest transaction another client session has open
     (see the module docstring). Only client backends count: autovacuum and other server
     processes never write ledger rows, and a cut-off pulled back by one of them would move a
-    month's charges to the next statement for nothing. PostgreSQL only; the demo's SQLite has
-    one writer at a time."""
-    if connection.vendor != "postgresql":
-        return now
+    month's charges to the next statement for nothing."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid, xact_start, state, application_name FROM pg_stat_activity"

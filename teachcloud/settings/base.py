@@ -76,11 +76,7 @@ TEMPLATES = [
     }
 ]
 
-# Database: SQLite file for the local demo unless DATABASE_URL says otherwise.
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'teachcloud.sqlite3'}"),
-}
-DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# Database: PostgreSQL everywhere (DATABASES in local.py, test.py, production.py).
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"

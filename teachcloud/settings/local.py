@@ -1,4 +1,5 @@
-"""Local demo: SQLite, console email, Celery over kombu's filesystem transport (no servers)."""
+"""Local demo: the demo's own PostgreSQL cluster (bin/demo-db), console email, Celery over kombu's
+filesystem transport (no broker to install)."""
 
 from pathlib import Path
 
@@ -6,6 +7,23 @@ from .base import *  # noqa: F403
 from .base import VAR_DIR, env
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _demo_database_url() -> str:
+    """DATABASE_URL, else the demo cluster's address that `bin/demo-db start` wrote (with its
+    generated password). Without either, the demo cluster's port without a password: commands
+    that need no database still run, the others fail to connect until bin/demo-db start."""
+    url = env("DATABASE_URL", default="")
+    if url:
+        return url
+    written = VAR_DIR / "database_url"
+    if written.exists():
+        return written.read_text().strip()
+    port = env.int("TEACHCLOUD_DEMO_PG_PORT", default=55432)
+    return f"postgres://teachcloud@127.0.0.1:{port}/teachcloud"
+
+
+DATABASES = {"default": env.db_url_config(_demo_database_url())}
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
