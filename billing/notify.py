@@ -372,6 +372,42 @@ def send_test(webhook: Webhook) -> Notification:
     return row
 
 
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052: the IPv4 address is its tail
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local use, never public
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (RFC 4291 2.5.5.1)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and a translator or tunnel would reach:
+    IPv4-mapped (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d),
+    6to4 (2002:aabb:ccdd::), Teredo (the client's address)."""
+    tail = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64_WELL_KNOWN or address in IPV4_COMPATIBLE:
+        return tail
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A public unicast internet address; for an IPv6 address that embeds an IPv4 one, the
+    IPv4 address must be public too (NAT64, 6to4 or IPv4-compatible forms of 127.0.0.1 or
+    169.254.169.254 reach exactly those)."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in NAT64_LOCAL:
+            return False
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return is_public(embedded)
+    return True
+
+
 def public_address(url: str) -> tuple[list[str], str | None]:
     """(the addresses to connect to, None), or ([], why not): the URL's host must resolve only
     to public addresses (not loopback, private, link-local, multicast, reserved, unspecified) —
@@ -390,7 +426,7 @@ def public_address(url: str) -> tuple[list[str], str | None]:
     addresses = [info[4][0].split("%", 1)[0] for info in infos]
     for text in addresses:
         address = ipaddress.ip_address(text)
-        if not address.is_global or address.is_multicast:
+        if not is_public(address):
             return [], f"{host} resolves to a non-public address ({address})"
     if not addresses:
         return [], f"cannot resolve {host}"

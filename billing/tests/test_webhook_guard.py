@@ -4,6 +4,7 @@ saved, refused again when posted (DNS may change in between), and redirects are 
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import threading
 import urllib.request
@@ -15,7 +16,7 @@ import pytest
 
 from billing import services
 from billing.models import Webhook
-from billing.notify import address_problem
+from billing.notify import address_problem, is_public
 from billing.tests.test_webhooks import _event, receiver
 from teachcloud.errors import ServiceError
 
@@ -32,11 +33,27 @@ pytestmark = pytest.mark.django_db
         "http://169.254.169.254/latest/meta-data/",  # the cloud's metadata service
         "http://[::1]/hook",
         "http://0.0.0.0/hook",
+        # IPv6 forms that embed an internal IPv4 address a translator or tunnel would reach:
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 of 127.0.0.1
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64 of 169.254.169.254
+        "http://[64:ff9b:1::a00:1]/hook",  # local-use NAT64 prefix
+        "http://[2002:7f00:1::]/hook",  # 6to4 of 127.0.0.1
+        "http://[2002:a00:1::1]/hook",  # 6to4 of 10.0.0.1
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible
+        "http://[::a9fe:a9fe]/hook",  # IPv4-compatible 169.254.169.254
+        "http://[::ffff:10.1.2.3]/hook",  # IPv4-mapped
     ],
 )
 def test_non_public_addresses_are_named(settings, url):
     settings.TEACHCLOUD_WEBHOOK_ALLOW_PRIVATE = False
     assert "non-public" in address_problem(url)
+
+
+@pytest.mark.parametrize(
+    "address", ["8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"]
+)
+def test_public_addresses_and_their_translated_forms_pass(address):
+    assert is_public(ipaddress.ip_address(address))
 
 
 def test_a_public_address_passes_and_the_switch_allows_private_ones(settings):
