@@ -373,13 +373,14 @@ def _wallet_action(roles: Roles, action: Action, wallet: Any) -> bool:
         case Action.WALLET_VIEW:
             return roles.finance or tenant_staff
         case Action.WALLET_RECHARGE:
-            # Whoever receives the money records it: the domain's admins for project wallets —
+            # Whoever receives the money records it: platform staff and finance staff for domain
+            # wallets (SPEC Money 5; finance gets this write and no other), the domain's admins
+            # for project wallets —
             # but nobody credits their own wallet (SPEC Money 5): not a domain admin who also
             # runs that project (they file a request another admin or platform staff confirms).
-            own = wallet.project_id is not None and roles.project_role(wallet.project_id) in (
-                ADMIN,
-                ASSISTANT,
-            )
+            if wallet.project_id is None:
+                return roles.finance
+            own = roles.project_role(wallet.project_id) in (ADMIN, ASSISTANT)
             return superior and not own
         case Action.WALLET_REQUEST_RECHARGE:
             return tenant_staff

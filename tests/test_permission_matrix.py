@@ -440,6 +440,25 @@ def recharge_request_url(action_name: str) -> Callable[[World], str]:
     return build
 
 
+def domain_recharge_request_url(action_name: str) -> Callable[[World], str]:
+    """A request filed by the domain admin for the domain wallet (platform or finance confirm)."""
+
+    def build(w: World) -> str:
+        from billing.models import Wallet
+        from billing.services import recharge_request_create
+
+        _billing_ready(w)
+        request = recharge_request_create(
+            actor=w.domain_admin,
+            wallet=Wallet.objects.get(domain=w.domain),
+            amount="5",
+            method="bank",
+        )
+        return f"{API}/recharge-requests/{request.pk}/{action_name}"
+
+    return build
+
+
 def project_transaction_url(w: World) -> str:
     from billing.models import Wallet
     from billing.services import wallet_recharge
@@ -595,7 +614,8 @@ CASES += [
         "recharge own domain wallet",
         "POST",
         wallet_url("domain", "recharges/"),
-        expect(404, platform=201, domain_admin=403, domain_assistant=403, **FINANCE_FORBIDDEN),
+        # SPEC Money 5: platform staff (finance) record what domains pay in.
+        expect(404, platform=201, finance=201, domain_admin=403, domain_assistant=403),
         lambda w: {"amount": "5", "method": "bank"},
     ),
     Case(
@@ -669,6 +689,17 @@ CASES += [
             **FINANCE_FORBIDDEN,
         ),
     ),
+    *[
+        Case(
+            f"{verb} domain recharge request",
+            "POST",
+            domain_recharge_request_url(f"{verb}/"),
+            # The receiving side (platform and finance staff) decides; the domain's own staff
+            # see it (403), nobody else does (404).
+            expect(404, platform=200, finance=200, domain_admin=403, domain_assistant=403),
+        )
+        for verb in ("approve", "reject")
+    ],
     Case(
         "show project transaction",
         "GET",
