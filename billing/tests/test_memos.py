@@ -25,6 +25,7 @@ from billing.memos import describe, memo_renderer, transaction_memo
 from billing.models import Transaction, TransactionKind, Wallet
 from billing.tests import oracle
 from billing.tests.oracle import CST, make_domain, make_project
+from teachcloud.testing.clock import month_start_after, pinned
 
 pytestmark = pytest.mark.django_db
 
@@ -135,9 +136,14 @@ def test_adjustment_and_reversal_memos_name_the_reversed_transaction(w):
 
 
 def test_charge_and_fee_memos_show_the_local_hour_and_month():
-    staff = oracle.setup_platform()
-    domain = make_domain(staff, "north")
-    project = make_project(staff, domain, "net101")
+    with pinned():  # one instant: a month end cannot fall between the tenants
+        staff = oracle.setup_platform()
+        domain = make_domain(staff, "north")
+        project = make_project(staff, domain, "net101")
+    # The first fees of tenants created now fall due at the next month start (e.g. 2026-12-01
+    # 00:00 +08:00 = 2026-11-30 16:00 UTC): the memo shows the local month, not the UTC one.
+    month = month_start_after(domain.created_at)
+    # Charges for hours long past (the allocations are dated back; no "now" is involved).
     ten = datetime(2026, 10, 5, 10, tzinfo=CST)  # 02:00 UTC
     oracle.allocate(staff, ten, (4, 8, 100), domain=domain)
     oracle.allocate(staff, ten, (2, 4, 50), project=project)
@@ -147,7 +153,7 @@ def test_charge_and_fee_memos_show_the_local_hour_and_month():
     with translation.override("zh-hans"):
         billing_run(until=datetime(2026, 10, 5, 11, tzinfo=CST))  # hour 10
         charge_hour(datetime(2026, 10, 5, 11, tzinfo=CST))  # one hour on its own
-        billing_run(until=datetime(2026, 12, 1, tzinfo=CST))  # fees of 2026-12 (UTC: 11-30)
+        billing_run(until=month)  # the first fees
     charge = Transaction.objects.get(wallet=project.wallet, period_start=ten)
     single_charge = Transaction.objects.get(
         wallet=project.wallet, period_start=datetime(2026, 10, 5, 11, tzinfo=CST)
@@ -155,16 +161,16 @@ def test_charge_and_fee_memos_show_the_local_hour_and_month():
     fee = Transaction.objects.get(
         wallet=project.wallet,
         kind=TransactionKind.MANAGEMENT_FEE,
-        period_start=datetime(2026, 12, 1, tzinfo=CST),
+        period_start=month,
     )
     assert {charge.memo, single_charge.memo, fee.memo} == {""}
     with translation.override("en"):
         assert describe(charge) == "Resource charge 2026-10-05 10:00"
         assert describe(single_charge) == "Resource charge 2026-10-05 11:00"
-        assert describe(fee) == "Management fee 2026-12"
+        assert describe(fee) == f"Management fee {month:%Y-%m}"
     with translation.override("zh-hans"):
         assert describe(charge) == "资源扣费 2026-10-05 10:00"
-        assert describe(fee) == "管理费 2026-12"
+        assert describe(fee) == f"管理费 {month:%Y-%m}"
 
 
 def test_text_typed_by_a_person_is_shown_as_typed():

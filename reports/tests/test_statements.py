@@ -19,7 +19,6 @@ from billing.models import Entry, Notification, Transaction, Wallet
 from billing.services import wallet_adjust, wallet_recharge
 from billing.tests import oracle
 from billing.tests.oracle import CST, allocate
-from reports import statements
 from reports.models import LineKind, Statement, StatementLine
 from reports.pdf import FONT_NAME, statement_pdf
 from reports.statements import (
@@ -29,14 +28,23 @@ from reports.statements import (
     statements_issue,
 )
 from teachcloud.errors import ServiceError
+from teachcloud.testing.clock import (
+    local_today,
+    month_of,
+    month_start_after,
+    next_month,
+    pinned,
+    previous_month,
+)
 from teachcloud.testing.factories import UserFactory
 from tenancy.models import Domain, Project
 from tenancy.services import domain_create, membership_add, project_create
 
 pytestmark = pytest.mark.django_db
 
+# The ledger lives in October 2026 (tenants, recharges and charges dated back): long past, so
+# these fixed dates cannot be overtaken by "now"; what is posted now is dated from now.
 OCT = date(2026, 10, 1)
-NOV = date(2026, 11, 1)
 T0 = datetime(2026, 10, 5, 10, 17, 23, tzinfo=CST)  # allocations start
 SEPT = datetime(2026, 9, 15, tzinfo=CST)  # tenants exist before 1 October: October's fees are due
 
@@ -93,6 +101,11 @@ def lines(statement: Statement) -> dict[str, StatementLine]:
     return {line.kind: line for line in statement.lines.all()}
 
 
+# Committed transactions, as in production: PostgreSQL's now(), which stamps the charges the
+# engine writes, is the start of the transaction, and inside a test's single wrapping
+# transaction that start precedes October's cut-off, so the late charge would count as posted
+# before October's statement.
+@pytest.mark.django_db(transaction=True)
 def test_closing_equals_opening_plus_the_months_ledger_entries(school):
     staff, domain, project, admin = school
     pw, dw = Wallet.objects.get(project=project), Wallet.objects.get(domain=domain)
@@ -152,15 +165,25 @@ def test_closing_equals_opening_plus_the_months_ledger_entries(school):
     with pytest.raises(ValueError):
         st.save()
 
-    # Later: the 12:00 hour of 5 October is charged late (catch-up) and a correction is posted.
+    # Later: the 12:00 hour of 5 October is charged late (catch-up) and a correction is posted,
+    # both now (the charge stamped by the database's clock, the correction by Python's). They
+    # land on the next statement: the one of the month the correction is posted in, issued at
+    # 00:30 on the 1st after it (the months in between have no statement).
     billing_run(until=hour(13))
-    wallet_adjust(actor=staff, wallet=pw, amount="1.2345", reason="correction of 20 Oct")
-    nov = statement_issue(wallet=pw, month=NOV, now=datetime(2026, 12, 1, 0, 30, tzinfo=CST))
-    assert nov.opening_balance == st.closing_balance
-    nov_lines = lines(nov)
-    assert nov_lines[LineKind.VCPU].quantity == Decimal("2.0000")  # the late hour
-    assert nov_lines[LineKind.ADJUSTMENT].amount == Decimal("1.2345")
-    assert nov.closing_balance == ledger_total(pw) == statement_ledger_closing(nov)
+    correction = wallet_adjust(
+        actor=staff, wallet=pw, amount="1.2345", reason="correction of 20 Oct"
+    )
+    posted = correction.created_at
+    following = statement_issue(
+        wallet=pw,
+        month=month_of(posted),
+        now=month_start_after(posted) + timedelta(minutes=30),
+    )
+    assert following.opening_balance == st.closing_balance
+    following_lines = lines(following)
+    assert following_lines[LineKind.VCPU].quantity == Decimal("2.0000")  # the late hour
+    assert following_lines[LineKind.ADJUSTMENT].amount == Decimal("1.2345")
+    assert following.closing_balance == ledger_total(pw) == statement_ledger_closing(following)
     # October's statement is unchanged.
     again = Statement.objects.get(pk=st.pk)
     assert again.closing_balance == st.closing_balance and again.lines.count() == len(by_kind)
@@ -169,8 +192,9 @@ def test_closing_equals_opening_plus_the_months_ledger_entries(school):
 def test_refuses_a_month_not_over_and_skips_idle_wallets(school):
     _staff, _domain, project, _admin = school
     pw = Wallet.objects.get(project=project)
-    with pytest.raises(ServiceError) as exc:
-        statement_issue(wallet=pw, month=date(2099, 1, 1))
+    upcoming = next_month(local_today())  # not over whatever the date (and not this month,
+    with pytest.raises(ServiceError) as exc:  # which could end while the test runs)
+        statement_issue(wallet=pw, month=upcoming)
     assert exc.value.code == "month_not_over"
     assert statement_issue(wallet=pw, month=date(2026, 8, 1), now=timezone.now()) is None
 
@@ -180,7 +204,7 @@ def test_refuses_a_month_not_over_and_skips_idle_wallets(school):
     call_command("statements_issue", "--month", "2026-10", stdout=out)  # a no-op
     assert Statement.objects.count() == 3
     with pytest.raises(CommandError):
-        call_command("statements_issue", "--month", "2099-01")
+        call_command("statements_issue", "--month", f"{upcoming:%Y-%m}")
     with pytest.raises(ServiceError) as exc:  # September would overlap October's statement
         statement_issue(wallet=pw, month=date(2026, 9, 1), now=timezone.now())
     assert exc.value.code == "statement_out_of_order"
@@ -256,7 +280,8 @@ def test_beat_issues_last_months_statements_at_0030_on_the_first(school):
     cron = entry["schedule"]
     assert (cron.minute, cron.hour, cron.day_of_month) == ({30}, {0}, {1})
     assert app.conf.timezone == "Asia/Shanghai"
-    last_month = statements.previous_month(timezone.now())
-    issued = issue_statements.delay().get()
-    assert issued == Statement.objects.filter(month=last_month).count()
-    assert issue_statements.delay().get() == 0
+    with pinned():  # the task reads the clock itself: no month may end in between
+        last_month = previous_month(local_today())
+        issued = issue_statements.delay().get()
+        assert issued == Statement.objects.filter(month=last_month).count() == 3
+        assert issue_statements.delay().get() == 0
