@@ -3,14 +3,20 @@
 ReportLab embeds TrueType (glyf) fonts only; Noto CJK is CFF/OTF and cannot be embedded, so the
 Debian package `fonts-wqy-zenhei` provides the font (bin/test installs it). Amounts are shown
 rounded to cents (half up, once) next to the exact 4-place figure they came from (SPEC Money 1).
+
+ReportLab's `Paragraph` reads its text as markup: `<img src=…>` fetches a URL or reads a file
+of the server, an unclosed `<b>` is an error. Names come from tenants, so every text becomes a
+paragraph through `_para`, which escapes it (`pdf_text`) — names, figures and translations alike.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from django.conf import settings
 from django.utils import timezone, translation
@@ -24,7 +30,7 @@ from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from billing.money import q2
-from reports.models import Statement
+from reports.models import Statement, StatementLine
 from teachcloud.errors import ServiceError
 
 FONT_NAME = "WenQuanYiZenHei"
@@ -59,27 +65,40 @@ def _money(value: Decimal | None) -> str:
     return "" if value is None else f"{q2(value):,.2f}"
 
 
+def pdf_text(value: object) -> str:
+    """`value` as ReportLab paragraph text that shows it literally: markup characters escaped."""
+    return escape(str(value))
+
+
+def _para(value: object, style: ParagraphStyle) -> Paragraph:
+    """The one way text becomes a paragraph of the PDF (never `Paragraph(raw text)`)."""
+    return Paragraph(pdf_text(value), style)
+
+
 def statement_filename(statement: Statement) -> str:
     return f"statement-{statement.wallet_id}-{statement.month:%Y-%m}.pdf"
 
 
-def statement_pdf(statement: Statement) -> bytes:
-    """The statement as a PDF document (A4), in the platform's language."""
+def statement_pdf(statement: Statement, *, lines: Sequence[StatementLine] | None = None) -> bytes:
+    """The statement as a PDF document (A4), in the platform's language; `lines` are its lines
+    (read from the database when not given)."""
     font = cjk_font()
+    if lines is None:
+        lines = list(statement.lines.all())
     with translation.override(settings.LANGUAGE_CODE):
-        return _render(statement, font)
+        return _render(statement, lines, font)
 
 
-def _render(statement: Statement, font: str) -> bytes:
+def _render(statement: Statement, lines: Sequence[StatementLine], font: str) -> bytes:
     title = ParagraphStyle("title", fontName=font, fontSize=16, leading=22, wordWrap="CJK")
     body = ParagraphStyle("body", fontName=font, fontSize=9, leading=13, wordWrap="CJK")
     small = ParagraphStyle("small", parent=body, fontSize=7.5, leading=10, textColor=colors.grey)
     month = f"{statement.month:%Y-%m}"
     story: list = [
-        Paragraph(_("Monthly statement %(month)s") % {"month": month}, title),
+        _para(_("Monthly statement %(month)s") % {"month": month}, title),
         Spacer(1, 4 * mm),
-        Paragraph(statement.wallet_name, body),
-        Paragraph(
+        _para(statement.wallet_name, body),
+        _para(
             _("Period: %(start)s to %(end)s (Asia/Shanghai); issued %(issued)s")
             % {
                 "start": timezone.localtime(statement.period_start).strftime("%Y-%m-%d %H:%M"),
@@ -90,7 +109,7 @@ def _render(statement: Statement, font: str) -> bytes:
         ),
         Spacer(1, 5 * mm),
     ]
-    cell = lambda text: Paragraph(str(text), body)  # noqa: E731
+    cell = lambda text: _para(text, body)  # noqa: E731
     rows = [
         [
             cell(_("Item")),
@@ -108,7 +127,7 @@ def _render(statement: Statement, font: str) -> bytes:
         ],
     ]
     total = Decimal(0)
-    for line in statement.lines.all():
+    for line in lines:
         quantity = f"{_quantity(line.quantity)} {line.unit}" if line.quantity is not None else ""
         rows.append(
             [
@@ -144,7 +163,7 @@ def _render(statement: Statement, font: str) -> bytes:
     story += [
         table,
         Spacer(1, 4 * mm),
-        Paragraph(
+        _para(
             _(
                 "Amounts are rounded once to cents (half up); the exact ledger figures (4 decimal "
                 "places) are shown next to them. Closing balance = opening balance + movements of "
