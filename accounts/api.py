@@ -9,7 +9,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.authtoken.models import Token
 from rest_framework.decorators import action
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,6 +25,7 @@ from accounts.serializers import (
     UserSerializer,
     UserUpdateSerializer,
 )
+from teachcloud.api.parsers import StrictJSONParser
 from teachcloud.api.throttling import SwitchableScopedRateThrottle
 from teachcloud.errors import ServiceError
 from tenancy import selectors
@@ -36,7 +36,7 @@ class AuthTokenView(APIView):
     """Exchange a username (or email), password and, with MFA, a one-time code for a token."""
 
     authentication_classes: list = []
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
     permission_classes = [AllowAny]
     throttle_classes = [SwitchableScopedRateThrottle]
     throttle_scope = "auth_token"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
@@ -12,6 +13,9 @@ from teachcloud.errors import ServiceError
 FOUR = Decimal("0.0001")
 TWO = Decimal("0.01")
 MAX_AMOUNT = Decimal("1000000000")  # ¥1e9: no single movement is larger
+# An optional minus, ASCII digits, one optional point (the checks below then say "too large" or
+# "too precise" where that is the problem).
+AMOUNT_TEXT = re.compile(r"-?[0-9]+(?:\.[0-9]+)?", re.ASCII)
 
 
 def q4(value: Decimal) -> Decimal:
@@ -38,9 +42,16 @@ def parse_amount(
 
     if isinstance(value, (float, bool)) or value is None:
         raise bad(_('Give the amount as a decimal string, e.g. "12.50".'), "invalid_amount")
+    if isinstance(value, str):
+        # Strictly what a person writes: ASCII digits, one optional point, an optional minus —
+        # no exponent, underscore, plus sign, full-width or other scripts' digits.
+        text = value.strip()
+        if not AMOUNT_TEXT.fullmatch(text):
+            raise bad(_("“%(v)s” is not a number.") % {"v": value[:40]}, "invalid_amount")
+        value = text
     try:
-        amount = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError) as exc:
+        amount = Decimal(value)
+    except (InvalidOperation, ValueError, TypeError) as exc:
         raise bad(_("“%(v)s” is not a number.") % {"v": str(value)[:40]}, "invalid_amount") from exc
     if not amount.is_finite():
         raise bad(_("The amount must be a finite number."), "invalid_amount")

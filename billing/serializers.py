@@ -30,6 +30,7 @@ from billing.models import (
     Wallet,
 )
 from billing.services import MAX_QUANTITY
+from teachcloud.api.fields import InstantField
 from tenancy import selectors as tenancy_selectors
 from tenancy.models import Domain, Membership, Project
 from tenancy.serializers import (
@@ -345,10 +346,8 @@ class TransactionSerializer(serializers.ModelSerializer):
 class TransactionFilterSerializer(serializers.Serializer):
     wallet = id_field(help_text=_("Only transactions with an entry on this wallet."))
     kind = serializers.ChoiceField(choices=TransactionKind.choices, required=False)
-    start = serializers.DateTimeField(
-        required=False, help_text=_("Created at or after this instant.")
-    )
-    end = serializers.DateTimeField(required=False, help_text=_("Created before this instant."))
+    start = InstantField(required=False, help_text=_("Created at or after this instant."))
+    end = InstantField(required=False, help_text=_("Created before this instant."))
 
 
 # -- Prices -----------------------------------------------------------------------------------
@@ -383,7 +382,7 @@ class PriceVersionSerializer(serializers.ModelSerializer):
 
 
 class PriceVersionCreateSerializer(serializers.Serializer):
-    effective_from = serializers.DateTimeField(help_text=_("Must be in the future."))
+    effective_from = InstantField(help_text=_("Must be in the future."))
     vcpu_hour = MoneyInputField(help_text=_("Per vCPU-hour (CNY)."))
     ram_gib_hour = MoneyInputField(help_text=_("Per GiB-RAM-hour (CNY)."))
     disk_gib_hour = MoneyInputField(help_text=_("Per GiB-disk-hour (CNY)."))

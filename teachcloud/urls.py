@@ -18,6 +18,12 @@ urlpatterns = [
     path("", include("teachcloud.portal_urls")),
 ]
 
+# JSON {code, detail} on /api/ paths, the portal's pages elsewhere (teachcloud.api.errors).
+handler400 = "teachcloud.api.errors.bad_request"
+handler403 = "teachcloud.api.errors.permission_denied"
+handler404 = "teachcloud.api.errors.page_not_found"
+handler500 = "teachcloud.api.errors.server_error"
+
 if settings.DEBUG:
     from django.conf.urls.static import static
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from teachcloud.api.parsers import StrictJSONParser
 from tenancy import selectors, services
 from tenancy.models import Domain, DomainRole, Membership, Project
 from tenancy.serializers import (
@@ -53,7 +53,7 @@ def validated_body(
 class JsonApiMixin:
     """JSON in, JSON out, and a paginated list helper for the (already filtered) queryset."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [StrictJSONParser]
 
     def paginated(self, queryset: Any, output: type[serializers.Serializer]) -> Response:
         page = self.paginate_queryset(queryset)  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from accounts.models import User
+from teachcloud.api.fields import InstantField, LocalDateField
 from tenancy import selectors
 from tenancy.models import (
     Domain,
@@ -134,7 +135,7 @@ class ProjectUpdateSerializer(serializers.Serializer):
     name = StrictCharField(max_length=200, required=False)
     code = StrictSlugField(max_length=64, required=False)
     description = StrictCharField(max_length=10000, required=False, allow_blank=True)
-    end_date = serializers.DateField(
+    end_date = LocalDateField(
         required=False,
         allow_null=True,
         help_text=_(
@@ -180,7 +181,7 @@ class MembershipCreateSerializer(serializers.Serializer):
         selector=selectors.users_visible_to, queryset=User.objects.none()
     )
     role = serializers.ChoiceField(choices=ProjectRole.choices)
-    expires_at = serializers.DateTimeField(
+    expires_at = InstantField(
         required=False,
         allow_null=True,
         default=None,
@@ -190,7 +191,7 @@ class MembershipCreateSerializer(serializers.Serializer):
 
 class MembershipUpdateSerializer(serializers.Serializer):
     role = serializers.ChoiceField(choices=ProjectRole.choices, required=False)
-    expires_at = serializers.DateTimeField(
+    expires_at = InstantField(
         required=False,
         allow_null=True,
         help_text=_("Only for assistants. Left out: kept while the role stays the same."),
@@ -220,7 +221,7 @@ class DomainRoleCreateSerializer(serializers.Serializer):
         selector=selectors.users_visible_to, queryset=User.objects.none()
     )
     role = serializers.ChoiceField(choices=DomainRoleKind.choices)
-    expires_at = serializers.DateTimeField(
+    expires_at = InstantField(
         required=False,
         allow_null=True,
         default=None,
