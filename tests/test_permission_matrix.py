@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from teachcloud.testing.clock import local_today
 from teachcloud.testing.factories import PASSWORD, UserFactory, World
 from tenancy.models import DomainRole, Membership
 from tenancy.services import membership_add
@@ -1062,7 +1064,7 @@ COMPUTE_CASES = [
         "PATCH",
         lambda w: f"{API}/projects/{w.project.pk}/",
         expect(200, member=403, other_admin=404, **FINANCE_FORBIDDEN),
-        lambda w: {"end_date": "2099-07-01"},
+        lambda w: {"end_date": (local_today() + timedelta(days=365)).isoformat()},  # future
     ),
     Case(
         "room in own project",

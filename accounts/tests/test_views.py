@@ -1,12 +1,13 @@
 """The portal pages of accounts: users, enrollment, roster imports, the public join page."""
 
 import io
-from datetime import date, timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 from openpyxl import Workbook
 
 from accounts.models import (
@@ -18,6 +19,7 @@ from accounts.models import (
     User,
 )
 from accounts.services import enrollment_code_create, roster_import_run
+from teachcloud.testing.clock import local_today
 from teachcloud.testing.factories import UserFactory
 from tenancy.models import AuditEvent, Membership
 
@@ -180,7 +182,7 @@ def test_domain_admin_deactivates_and_activates(world, login):
 
 
 def test_create_enrollment_code_with_expiry_and_max_uses(world, login):
-    until = date.today() + timedelta(days=7)
+    until = local_today() + timedelta(days=7)
     client = login(world.project_assistant)
     url = reverse("portal:project_enrollment", args=[world.project.pk])
     response = client.post(
@@ -188,7 +190,11 @@ def test_create_enrollment_code_with_expiry_and_max_uses(world, login):
     )
     assert response.status_code == 302
     code = EnrollmentCode.objects.get(project=world.project)
-    assert (code.label, code.max_uses, code.expires_at.date()) == ("Class A", 40, until)
+    assert (code.label, code.max_uses) == ("Class A", 40)
+    # Valid through the whole of that day, Asia/Shanghai.
+    assert timezone.localtime(code.expires_at) == timezone.make_aware(
+        datetime.combine(until, time(23, 59, 59))
+    )
     body = client.get(url).content.decode()
     assert f"http://testserver/join/{code.code}/" in body
 

@@ -18,6 +18,7 @@ from billing.tasks import run_billing
 from billing.tests import oracle
 from billing.tests.oracle import CST, allocate, make_domain, make_project
 from teachcloud.celery import app
+from teachcloud.testing.clock import pinned
 from teachcloud.testing.factories import UserFactory
 from tenancy.services import membership_add
 
@@ -73,11 +74,12 @@ def test_command_refuses_the_future_and_nonsense(charged):
 
 def test_command_default_is_now_and_charges_every_hour_since_the_start(recent):
     out = io.StringIO()
-    call_command("billing_run", stdout=out)
+    with pinned() as now:  # the command reads the clock too: no hour may end in between
+        call_command("billing_run", stdout=out)
     summary = json.loads(out.getvalue())
     # The allocation began 3 h 12 min ago: its partial first hour and every complete one since.
     first = recent.replace(minute=0, second=0, microsecond=0)
-    hours = int((timezone.now() - first).total_seconds() // 3600)
+    hours = int((now - first).total_seconds() // 3600)
     assert hours in (3, 4)
     assert summary["hours"] == hours and summary["resource_charges"] == hours
 

@@ -19,6 +19,7 @@ from compute.selectors import flavor_fits, member_room
 from compute.services import server_create, server_delete
 from compute.tests.support import flavor, image, prepare, set_limit
 from teachcloud.errors import Conflict, ServiceError
+from teachcloud.testing.clock import pinned
 from teachcloud.testing.factories import UserFactory
 from tenancy.models import Membership
 from tenancy.services import membership_add, project_update
@@ -212,12 +213,14 @@ def test_refused_while_the_member_is_locked(w):
 
 
 def test_refused_once_the_course_has_ended(w):
-    today = timezone.localdate()
-    project_update(actor=w.project_admin, project=w.project, end_date=today + timedelta(days=1))
-    assert create(w, name="before").status == "building"
-    project_update(actor=w.project_admin, project=w.project, end_date=today)
-    with pytest.raises(Conflict) as refused:
-        create(w, name="after")
+    with pinned():  # "today" stays today: at midnight the course would end under the test
+        today = timezone.localdate()
+        end = today + timedelta(days=1)
+        project_update(actor=w.project_admin, project=w.project, end_date=end)
+        assert create(w, name="before").status == "building"
+        project_update(actor=w.project_admin, project=w.project, end_date=today)
+        with pytest.raises(Conflict) as refused:
+            create(w, name="after")
     assert refused.value.code == "course_ended"
 
 

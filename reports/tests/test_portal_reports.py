@@ -21,6 +21,7 @@ from billing import services
 from billing.models import Transaction, Wallet
 from reports.models import Statement
 from reports.statements import statement_issue
+from teachcloud.testing.clock import pinned
 from tenancy.models import Domain
 
 pytestmark = pytest.mark.django_db
@@ -150,9 +151,10 @@ def test_report_page_shows_rows_in_scope_only(w):
 
 
 def test_filters_by_project_domain_and_period(w):
-    recharge(w, w.domain, "100.0000", reference="DOMAIN-1")
-    recharge(w, w.project, "20.5000", reference="PROJECT-1")
-    recharge(w, w.other_domain, "777.0000", reference="FOREIGN-1")
+    with pinned() as posted:  # all three on one day, even at midnight
+        recharge(w, w.domain, "100.0000", reference="DOMAIN-1")
+        recharge(w, w.project, "20.5000", reference="PROJECT-1")
+        recharge(w, w.other_domain, "777.0000", reference="FOREIGN-1")
     client = client_for(w.platform)
 
     html = page(client, report_url(), project=w.project.pk)
@@ -162,7 +164,7 @@ def test_filters_by_project_domain_and_period(w):
     html = page(client, report_url(), domain=w.other_domain.pk)
     assert "FOREIGN-1" in html and "PROJECT-1" not in html and "DOMAIN-1" not in html
 
-    today = timezone.localdate()
+    today = timezone.localdate(posted)  # the day they were posted (Asia/Shanghai)
     html = page(client, report_url(), start=today.isoformat(), end=today.isoformat())
     assert len(table_rows(html)) == 3
     assert f'type="date" name="start" value="{today.isoformat()}"' in html
@@ -208,10 +210,11 @@ def test_a_foreign_domain_filter_is_refused(w):
 
 
 def test_pagination_keeps_the_filters(w):
-    for number in range(33):
-        recharge(w, w.project, f"{number + 1}.0000", reference=f"R-{number:03d}")
+    with pinned() as posted:  # all on one day, even at midnight (ties: the newest id first)
+        for number in range(33):
+            recharge(w, w.project, f"{number + 1}.0000", reference=f"R-{number:03d}")
     client = client_for(w.domain_admin)
-    today = timezone.localdate().isoformat()
+    today = timezone.localdate(posted).isoformat()
     html = page(client, report_url(), start=today)
     assert len(table_rows(html)) == 30
     assert "R-032" in html and "R-002" not in html  # newest first

@@ -25,6 +25,7 @@ from billing.models import (
 from billing.tests.oracle import CST, allocate
 from reports.catalog import Filters, get_report, parse_filters, reports_for
 from teachcloud.errors import ServiceError
+from teachcloud.testing.clock import local_today, pinned
 from tenancy.models import Domain, Membership, Project
 
 pytestmark = pytest.mark.django_db
@@ -271,8 +272,9 @@ def test_allocation_history_per_role_and_period(ledger):
     current = Allocation.objects.get(level="member", user=w.member, end__isnull=True)
     assert october == everything - {current.pk}
     assert allocation_ids(w.platform, end="2026-10-04") == set()
-    today = timezone.localdate(timezone=CST).isoformat()
-    assert allocation_ids(w.platform, start=today) == everything  # all still open or ending now
+    # The day of the budget change (not "today", which may have turned since the fixture ran).
+    changed_on = current.start.astimezone(CST).date().isoformat()
+    assert allocation_ids(w.platform, start=changed_on) == everything  # open, or ended that day
     assert allocation_ids(w.domain_admin, project=w.project.pk) == project
     assert allocation_ids(w.platform, domain=w.other_domain.pk) == south
     row = next(r for r in rows("allocations", w.member) if r["allocation"] == current.pk)
@@ -386,7 +388,8 @@ def test_vm_usage_hours_are_clamped_to_the_period_and_to_now(ledger):
     low = Decimal((before - started).total_seconds()) / 3600
     high = Decimal((after - started).total_seconds()) / 3600
     assert low - Decimal("0.01") <= open_ended["vm-2"] <= high + Decimal("0.01")
-    far = rows("vm-usage", w.platform, start="2026-10-01", end="2030-12-31")
+    next_year = (local_today() + timedelta(days=366)).isoformat()  # a period ending after now
+    far = rows("vm-usage", w.platform, start="2026-10-01", end=next_year)
     assert abs(next(r["hours"] for r in far if r["server"] == "vm-2") - open_ended["vm-2"]) < 1
     assert rows("vm-usage", w.platform, end="2026-10-04") == []
 
@@ -494,10 +497,11 @@ def test_arrears_oldest_debt_first_with_its_age(ledger):
         actor=w.platform, wallet=w.project.wallet, amount="-1500", reason="correction"
     )
     services.wallet_update(actor=w.platform, wallet=w.project.wallet, billing_admin=w.project_admin)
-    table = rows("arrears", finance)
+    with pinned() as now:  # the report reads the clock too: no day may pass in between
+        table = rows("arrears", finance)
     assert [row["wallet"] for row in table] == [debtor.pk, w.project.wallet.pk]
     first, second = table
-    assert first["age_days"] == (timezone.now() - hour(13)).days
+    assert first["age_days"] == (now - hour(13)).days
     assert first["age_days"] >= 1
     assert first["unpaid_since"] == "2026-10-05T13:00:00+08:00"
     assert (first["locked"], first["kind"], first["domain"], first["project"]) == (
@@ -558,9 +562,9 @@ def test_pending_recharge_requests_oldest_first_and_scoped(ledger):
         "Networks 101",
     )
     assert (table[south.pk]["domain"], table[south.pk]["project"]) == ("South School", None)
-    today = timezone.localdate(timezone=CST)
-    assert ids(w.platform, start=today.isoformat()) == [north.pk]
-    assert ids(w.platform, end=(today - timedelta(days=1)).isoformat()) == [south.pk]
+    filed_on = north.created_at.astimezone(CST).date()  # today, unless it has just turned
+    assert ids(w.platform, start=filed_on.isoformat()) == [north.pk]
+    assert ids(w.platform, end=(filed_on - timedelta(days=1)).isoformat()) == [south.pk]
     assert ids(w.platform, domain=w.other_domain.pk) == [south.pk]
     assert ids(w.platform, project=w.project.pk) == [north.pk]
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from unittest import mock
 
 import pytest
+import time_machine
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 
@@ -459,7 +459,7 @@ def test_expired_grants_give_no_rights_and_are_ended(world, client_ip):
     assert grants_expire(now=now) == 0
 
     later = until + timedelta(minutes=1)
-    with mock.patch("django.utils.timezone.now", return_value=later):
+    with time_machine.travel(later, tick=False):
         # Past the date, before the housekeeping run: no rights already.
         assert not can(fresh(helper), Action.PROJECT_MANAGE, world.project)
         assert not can(fresh(domain_helper), Action.DOMAIN_MANAGE, world.domain)

@@ -1,18 +1,26 @@
 """The portal pages of tenancy, through the Django test client, for every role."""
 
-from datetime import date, timedelta
+import re
+from datetime import datetime, time, timedelta
 
 import pytest
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
+from teachcloud.testing.clock import local_today
 from teachcloud.testing.factories import PASSWORD, UserFactory
 from tenancy.models import AuditEvent, DomainRole, Membership, Project
-from tenancy.services import domain_role_set, membership_add
+from tenancy.services import domain_role_set, membership_add, membership_update
 
 pytestmark = pytest.mark.django_db
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def end_of(day):
+    """An appointment "until" a date lasts through that day, Asia/Shanghai."""
+    return timezone.make_aware(datetime.combine(day, time(23, 59, 59)))
 
 
 @pytest.fixture
@@ -163,7 +171,7 @@ def test_create_project_forbidden_and_foreign(world, login):
 
 
 def test_appoint_assistant_with_end_date(world, login):
-    until = date.today() + timedelta(days=30)
+    until = local_today() + timedelta(days=30)
     response = login(world.domain_admin).post(
         reverse("portal:domain_role_appoint", args=[world.domain.pk]),
         {"user": world.outsider.id_number, "role": "assistant", "expires_at": until.isoformat()},
@@ -171,13 +179,13 @@ def test_appoint_assistant_with_end_date(world, login):
     assert response.status_code == 302
     grant = DomainRole.objects.get(domain=world.domain, user=world.outsider)
     assert grant.role == "assistant"
-    assert grant.expires_at.date() == until
+    assert grant.expires_at == end_of(until)
     page = login(world.domain_admin).get(reverse("portal:domain_detail", args=[world.domain.pk]))
     assert until.isoformat() in page.content.decode()
 
 
 def test_appoint_admin_with_end_date_is_refused(world, login):
-    until = date.today() + timedelta(days=30)
+    until = local_today() + timedelta(days=30)
     response = login(world.domain_admin).post(
         reverse("portal:domain_role_appoint", args=[world.domain.pk]),
         {"user": "outsider", "role": "admin", "expires_at": until.isoformat()},
@@ -323,14 +331,14 @@ def test_add_member_by_email_with_htmx_returns_the_members_partial(world, login)
 
 
 def test_appoint_project_assistant_with_end_date(world, login):
-    until = date.today() + timedelta(days=10)
+    until = local_today() + timedelta(days=10)
     login(world.project_admin).post(
         reverse("portal:member_add", args=[world.project.pk]),
         {"user": "outsider", "role": "assistant", "expires_at": until.isoformat()},
     )
     membership = Membership.objects.get(project=world.project, user=world.outsider)
     assert membership.role == "assistant"
-    assert membership.expires_at.date() == until
+    assert membership.expires_at == end_of(until)
 
 
 @pytest.mark.parametrize(
@@ -396,7 +404,7 @@ def test_create_user_and_add_shows_field_errors(world, login):
 
 def test_change_member_role(world, login):
     membership = Membership.objects.get(user=world.member)
-    until = date.today() + timedelta(days=5)
+    until = local_today() + timedelta(days=5)
     response = login(world.project_admin).post(
         reverse("portal:membership_role", args=[membership.pk]),
         {f"m{membership.pk}-role": "assistant", f"m{membership.pk}-expires_at": until.isoformat()},
@@ -404,7 +412,22 @@ def test_change_member_role(world, login):
     )
     assert response.status_code == 200
     membership.refresh_from_db()
-    assert (membership.role, membership.expires_at.date()) == ("assistant", until)
+    assert (membership.role, membership.expires_at) == ("assistant", end_of(until))
+
+
+def test_the_role_form_shows_the_end_date_as_a_shanghai_date(world, login):
+    """An end date set through the API at 06:00 Asia/Shanghai is 22:00 UTC the day before:
+    the members table's form offers the local date (saving the role unchanged keeps the day)."""
+    membership = Membership.objects.get(user=world.member)
+    day = local_today() + timedelta(days=5)
+    early = timezone.make_aware(datetime.combine(day, time(6, 0)))  # 22:00 UTC on day - 1
+    membership_update(
+        actor=world.project_admin, membership=membership, role="assistant", expires_at=early
+    )
+    url = reverse("portal:project_detail", args=[world.project.pk])
+    html = login(world.project_admin).get(url).content.decode()
+    field = re.search(rf'<input[^>]*name="m{membership.pk}-expires_at"[^>]*>', html).group(0)
+    assert f'value="{day.isoformat()}"' in field, field
 
 
 def test_change_role_of_the_last_admin_is_refused(world, login):
