@@ -525,9 +525,16 @@ def enrollment_redeem(
     email: str,
     password: str,
     username: str = "",
-) -> EnrollmentRequest:
+) -> EnrollmentRequest | None:
     """A student without an account redeems a code: a new, inactive real-name account waits for
-    approval by the project's admin or an assistant."""
+    approval by the project's admin or an assistant.
+
+    The form is public (anyone holding the link), so it never tells whether a student number,
+    email address or username is taken: with a number or address that already has an account,
+    nothing is created and None is returned — the caller answers exactly as for a new request
+    ("if you already have an account, sign in and open the link again"). A chosen username that
+    is taken is replaced by the default one. Format errors (a bad address, a weak password) are
+    answered as usual: they say nothing about other people."""
     enrollment_code = _usable_code(code)
     project = enrollment_code.project
     domain = project.domain
@@ -538,19 +545,18 @@ def enrollment_redeem(
             code="invalid_user",
             fields={"password": [_("This field is required.")]},
         )
-    if User.objects.filter(home_domain=domain, id_number=id_number.strip()).exists():
-        raise Conflict(
-            _(
-                "An account with this student number already exists in %(domain)s. Sign in and "
-                "open the enrollment link again."
-            )
-            % {"domain": domain.name},
-            code="account_exists",
-        )
+    email_taken = User.objects.filter(email__iexact=email.strip()).exists()
+    if email_taken or User.objects.filter(home_domain=domain, id_number=id_number.strip()).exists():
+        return None
+    username = username.strip()
+    if not username or User.objects.filter(username__iexact=username).exists():
+        username = default_username(domain, id_number)
+        if User.objects.filter(username__iexact=username).exists():
+            return None
     user = _user_create(
         actor=None,
         domain=domain,
-        username=username.strip() or default_username(domain, id_number),
+        username=username,
         real_name=real_name,
         id_number=id_number,
         email=email,

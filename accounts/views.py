@@ -34,6 +34,7 @@ from accounts.models import (
 )
 from accounts.roster import parse_roster
 from teachcloud.errors import ServiceError
+from teachcloud.net import client_ip
 from tenancy import selectors
 from tenancy.forms import UserSearchForm, apply_service_error
 from tenancy.models import Domain, Project
@@ -253,6 +254,20 @@ def enrollment_decide(request: HttpRequest, pk: int) -> HttpResponse:
 # -- Public enrollment page -------------------------------------------------------------------
 
 
+def _join_allowed(request: HttpRequest) -> bool:
+    """At most TEACHCLOUD_JOIN_RATE submissions of the public enrollment form per client address
+    (a link holder must not try numbers and addresses at speed)."""
+    limit, window = settings.TEACHCLOUD_JOIN_RATE
+    key = f"join-rate:{client_ip(request)}"
+    cache.add(key, 0, timeout=window)
+    try:
+        used = cache.incr(key)
+    except ValueError:  # expired in between
+        cache.set(key, 1, timeout=window)
+        used = 1
+    return used <= limit
+
+
 def join(request: HttpRequest, code: str) -> HttpResponse:
     found = EnrollmentCode.objects.select_related("project__domain").filter(code=code).first()
     if found is None or not found.usable():
@@ -268,6 +283,13 @@ def join(request: HttpRequest, code: str) -> HttpResponse:
                 return redirect("portal:join", code)
             return redirect("portal:join_waiting", code)
         form = EnrollmentRedeemForm(request.POST)
+        if not _join_allowed(request):
+            messages.error(request, _("Too many attempts from your address; try again later."))
+            response = render(
+                request, "accounts/join.html", {"code": found, "project": project, "form": form}
+            )
+            response.status_code = 429
+            return response
         if form.is_valid():
             data = form.cleaned_data
             try:

@@ -92,6 +92,7 @@ class AllocationViewSet(JsonApiMixin, viewsets.GenericViewSet):
 
     queryset = Allocation.objects.none()
     serializer_class = AllocationSerializer
+    write_query_params = frozenset({"dry_run"})
 
     def get_queryset(self):
         return selectors.allocations_visible_to(self.request.user)
@@ -172,7 +173,7 @@ class AllocationViewSet(JsonApiMixin, viewsets.GenericViewSet):
             "disk_gib": data["disk_gib"],
             "budget": budget,
         }
-        if query["dry_run"]:
+        if query.get("dry_run") == "1":
             quote = services.allocation_quote(**arguments)
             return Response(AllocationQuoteSerializer(quote).data)
         allocation = services.allocation_set(**arguments)

@@ -111,10 +111,11 @@ class AllocationFilterSerializer(serializers.Serializer):
 
 
 class AllocationQuerySerializer(serializers.Serializer):
-    dry_run = serializers.BooleanField(
+    # Exactly one way to ask for a quote: `?dry_run=1` (anything else is a 400, never a write).
+    dry_run = serializers.ChoiceField(
+        choices=["1"],
         required=False,
-        default=False,
-        help_text=_("Quote the change (costs and new totals) and write nothing."),
+        help_text=_("`1`: quote the change (costs and new totals) and write nothing."),
     )
 
 

@@ -7,14 +7,18 @@ scoped selectors, so a foreign object is 404 and a visible one with a forbidden 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status, viewsets
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from teachcloud.api.parsers import StrictJSONParser
+from teachcloud.errors import ServiceError
 from tenancy import selectors, services
 from tenancy.models import Domain, DomainRole, Membership, Project
 from tenancy.serializers import (
@@ -35,8 +39,20 @@ from tenancy.serializers import (
 )
 
 
+def refuse_repeated_query(request: Request) -> None:
+    """A query parameter given twice (`?dry_run=1&dry_run=0`) is ambiguous: 400, never a guess."""
+    repeated = sorted(k for k, values in request.query_params.lists() if len(values) > 1)
+    if repeated:
+        raise ServiceError(
+            _("Give each query parameter once: %(names)s.") % {"names": ", ".join(repeated)},
+            code="repeated_parameter",
+            fields={name: [_("Given more than once.")] for name in repeated},
+        )
+
+
 def validated_query(serializer_class: type[serializers.Serializer], request: Request) -> dict:
     """Query parameters checked by a serializer: a bad (or empty) value is a 400, never a 500."""
+    refuse_repeated_query(request)
     serializer = serializer_class(data=request.query_params.dict())
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
@@ -45,15 +61,44 @@ def validated_query(serializer_class: type[serializers.Serializer], request: Req
 def validated_body(
     serializer_class: type[serializers.Serializer], request: Request, **kwargs: Any
 ) -> dict:
+    """The body checked by a serializer; a field it does not know is a 400 (a misspelt or
+    misplaced option — `{"dry_run": true}` — must not be silently ignored)."""
     serializer = serializer_class(data=request.data, context={"request": request}, **kwargs)
+    if isinstance(request.data, Mapping):
+        known = {name for name, field in serializer.fields.items() if not field.read_only}
+        unknown = sorted(str(key) for key in request.data if key not in known)
+        if unknown:
+            raise ServiceError(
+                _("Unknown field: %(names)s.") % {"names": ", ".join(unknown)[:200]},
+                code="unknown_field",
+                fields={name[:100]: [_("This field is not accepted here.")] for name in unknown},
+            )
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
 
 
 class JsonApiMixin:
-    """JSON in, JSON out, and a paginated list helper for the (already filtered) queryset."""
+    """JSON in, JSON out, and a paginated list helper for the (already filtered) queryset.
+
+    A write (POST, PUT, PATCH, DELETE) takes no query parameters but the view's
+    `write_query_params`, each once: an unknown one (`?dryrun=1`, `?DRY_RUN=1`) is a 400, never
+    ignored."""
 
     parser_classes = [StrictJSONParser]
+    write_query_params: frozenset[str] = frozenset()
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)  # type: ignore[misc]
+        if request.method in SAFE_METHODS:
+            return
+        refuse_repeated_query(request)
+        unknown = sorted(set(request.query_params) - self.write_query_params)
+        if unknown:
+            raise ServiceError(
+                _("Unknown query parameter: %(names)s.") % {"names": ", ".join(unknown)[:200]},
+                code="unknown_parameter",
+                fields={name[:100]: [_("Not accepted here.")] for name in unknown},
+            )
 
     def paginated(self, queryset: Any, output: type[serializers.Serializer]) -> Response:
         page = self.paginate_queryset(queryset)  # type: ignore[attr-defined]

@@ -220,7 +220,7 @@ def test_dry_run_runs_the_bounds_and_a_member_quote_is_not_charged(w):
     allocate_project(w)
     client = client_for(w.domain_admin)
     response = client.post(
-        f"{API}/allocations/?dry_run=true",
+        f"{API}/allocations/?dry_run=1",
         {"project": w.project.pk, "vcpus": 101, "ram_gib": 20, "disk_gib": 100},
         format="json",
     )
@@ -1073,3 +1073,37 @@ def test_member_unlock_with_a_new_budget(w):
     assert response.json()["consumption"] == "0.0000"
     current = services.current_allocation(services.target_of(membership=membership))
     assert current is not None and current.budget == Decimal("25.0000")
+
+
+@pytest.mark.parametrize(
+    ("query", "body_extra", "code"),
+    [
+        ("", {"dry_run": True}, "unknown_field"),  # an option in the body is not an option
+        ("?dryrun=1", {}, "unknown_parameter"),
+        ("?DRY_RUN=1", {}, "unknown_parameter"),
+        ("?dry_run=1&dry_run=0", {}, "repeated_parameter"),
+        ("?dry_run=true", {}, "invalid"),  # one documented way: ?dry_run=1
+        ("?dry_run=0", {}, "invalid"),
+    ],
+)
+def test_a_lost_dry_run_is_a_400_and_writes_nothing(w, query, body_extra, code):
+    from billing.models import Allocation
+
+    before = Allocation.objects.count()
+    body = {"domain": w.domain.pk, "vcpus": 4, "ram_gib": 8, "disk_gib": 50, **body_extra}
+    answer = client_for(w.platform).post(f"{API}/allocations/{query}", body, format="json")
+    assert answer.status_code == 400, answer.content
+    assert answer.json()["code"] == code
+    assert Allocation.objects.count() == before
+
+
+def test_every_write_refuses_unknown_query_parameters_and_body_fields(w):
+    api = client_for(w.platform)
+    answer = api.post(f"{API}/domains/?force=1", {"name": "N", "code": "n1"}, format="json")
+    assert answer.status_code == 400 and answer.json()["code"] == "unknown_parameter"
+    answer = api.post(f"{API}/domains/", {"name": "N", "code": "n1", "owner": 1}, format="json")
+    assert answer.status_code == 400 and answer.json()["code"] == "unknown_field"
+    assert answer.json()["fields"] == {"owner": ["This field is not accepted here."]}
+    # Reads keep their filters; a repeated filter is ambiguous.
+    answer = api.get(f"{API}/projects/?domain={w.domain.pk}&domain={w.other_domain.pk}")
+    assert answer.status_code == 400 and answer.json()["code"] == "repeated_parameter"

@@ -151,6 +151,11 @@ TEACHCLOUD_MFA_REQUIRED_ROLES = env.list(
     "TEACHCLOUD_MFA_REQUIRED_ROLES", default=["platform", "domain_admin", "project_admin"]
 )
 TEACHCLOUD_THROTTLE_ENABLED = env.bool("TEACHCLOUD_THROTTLE_ENABLED", default=True)
+# Reverse proxies in front of the app that append to X-Forwarded-For (nginx: 1). The client's
+# address is taken that many places from the right; 0 = REMOTE_ADDR, X-Forwarded-For ignored.
+TEACHCLOUD_TRUSTED_PROXIES = env.int("TEACHCLOUD_TRUSTED_PROXIES", default=0)
+# The public enrollment form: at most N submissions per client address per window (seconds).
+TEACHCLOUD_JOIN_RATE = (10, 600)
 TEACHCLOUD_ROSTER_MAX_ROWS = 20000
 TEACHCLOUD_ROSTER_MAX_BYTES = 5 * 1024 * 1024
 # Imports with at most this many rows run inside the request; larger ones go to Celery.
@@ -188,6 +193,9 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_THROTTLE_RATES": {"auth_token": "10/min"},
+    # Throttles identify the client like teachcloud.net.client_ip: X-Forwarded-For is believed
+    # only as far as the trusted proxies (DRF's default None would trust all of it).
+    "NUM_PROXIES": TEACHCLOUD_TRUSTED_PROXIES,
     "COERCE_DECIMAL_TO_STRING": True,
     "DATETIME_FORMAT": "iso-8601",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
