@@ -26,10 +26,12 @@ from accounts.serializers import (
     UserUpdateSerializer,
 )
 from teachcloud.api.parsers import StrictJSONParser
+from teachcloud.api.permissions import mfa_enrolment_required
 from teachcloud.api.throttling import SwitchableScopedRateThrottle
 from teachcloud.errors import ServiceError
 from tenancy import selectors
 from tenancy.api import JsonApiMixin, validated_body, validated_query
+from tenancy.permissions import requires_mfa
 
 
 class AuthTokenView(APIView):
@@ -56,6 +58,10 @@ class AuthTokenView(APIView):
                 _("Wrong username or password, or the account is not active."),
                 code="invalid_credentials",
             )
+        if requires_mfa(user) and not user_has_mfa(user):
+            # The policy wants a second factor this account does not have: no token for a
+            # password alone (enrol in the portal first).
+            raise mfa_enrolment_required()
         if user_has_mfa(user):
             otp = data.get("otp", "")
             if not otp:
