@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from unittest import mock
 
 import pytest
+import time_machine
 from allauth.account.models import EmailAddress
 from django.core import mail
 from django.core.exceptions import PermissionDenied
@@ -309,7 +309,7 @@ def test_bad_redeem_writes_nothing_and_counts_no_use(world):
 
 def test_expired_code_is_refused(world):
     code = make_code(world, expires_at=timezone.now() + timedelta(hours=1))
-    with mock.patch("django.utils.timezone.now", return_value=timezone.now() + timedelta(hours=2)):
+    with time_machine.travel(timezone.now() + timedelta(hours=2), tick=False):
         with pytest.raises(ServiceError) as exc:
             redeem(code)
         assert exc.value.code == "code_invalid" and exc.value.status == 404
