@@ -27,7 +27,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from billing import enforcement, selectors, services
+from billing import enforcement, idempotency, selectors, services
 from billing import requests as allocation_requests
 from billing.models import (
     Allocation,
@@ -288,7 +288,9 @@ class WalletRechargeViewSet(WalletChildMixin, viewsets.GenericViewSet):
         ),
         request=RechargeCreateSerializer,
         responses={201: TransactionSerializer},
+        parameters=[idempotency.PARAMETER],
     )
+    @idempotency.idempotent
     def create(self, request: Request, wallet_pk: str) -> Response:
         wallet = self.wallet()
         data = validated_body(RechargeCreateSerializer, request)
@@ -324,7 +326,9 @@ class WalletRechargeRequestViewSet(WalletChildMixin, viewsets.GenericViewSet):
         summary="File a recharge request (the tenant's admins and assistants)",
         request=RechargeRequestCreateSerializer,
         responses={201: RechargeRequestSerializer},
+        parameters=[idempotency.PARAMETER],
     )
+    @idempotency.idempotent
     def create(self, request: Request, wallet_pk: str) -> Response:
         wallet = self.wallet()
         data = validated_body(RechargeRequestCreateSerializer, request)
@@ -378,8 +382,10 @@ class RechargeRequestViewSet(JsonApiMixin, viewsets.GenericViewSet):
         summary="Approve a recharge request: the recharge is recorded (the receiving side)",
         request=None,
         responses=RechargeRequestSerializer,
+        parameters=[idempotency.PARAMETER],
     )
     @action(detail=True, methods=["post"])
+    @idempotency.idempotent
     def approve(self, request: Request, pk: str) -> Response:
         return self._decide(request, approve=True)
 
@@ -387,8 +393,10 @@ class RechargeRequestViewSet(JsonApiMixin, viewsets.GenericViewSet):
         summary="Reject a recharge request (the receiving side)",
         request=None,
         responses=RechargeRequestSerializer,
+        parameters=[idempotency.PARAMETER],
     )
     @action(detail=True, methods=["post"])
+    @idempotency.idempotent
     def reject(self, request: Request, pk: str) -> Response:
         return self._decide(request, approve=False)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -414,6 +415,13 @@ class Transaction(models.Model):
                 | Q(period_start__isnull=False),
                 name="transaction_charge_has_period",
             ),
+            # A payment reference, when given, is recorded once per wallet (a retried or
+            # doubled recharge is refused, never posted twice).
+            models.UniqueConstraint(
+                fields=["wallet", "reference"],
+                condition=Q(kind="recharge") & ~Q(reference=""),
+                name="recharge_reference_once_per_wallet",
+            ),
         ]
         indexes = [
             models.Index(fields=["wallet", "kind", "-created_at"], name="tx_wallet_kind_time"),
@@ -782,3 +790,26 @@ class PurgeReminder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.wallet} −{self.days}d"
+
+
+class IdempotencyKey(models.Model):
+    """A money-moving API request made with an `Idempotency-Key` header (billing.idempotency):
+    the first request claims the key, its successful answer is kept and given again to a retry
+    with the same body; another body with the same key is refused."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # sha256 of method, path and body
+    status = models.PositiveSmallIntegerField(null=True, blank=True)  # null: still running
+    response = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_once_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.key}"

@@ -168,14 +168,29 @@ def _recharge(
             code="method_required",
             fields={"method": [_("This field is required.")]},
         )
+    reference = (reference or "").strip()[:200]
     wallet = _locked_wallet(wallet)
+    # Under the wallet's lock, so two recordings of one payment queue and the second sees the
+    # first (the unique constraint recharge_reference_once_per_wallet is the backstop).
+    if (
+        reference
+        and Transaction.objects.filter(
+            wallet=wallet, kind=TransactionKind.RECHARGE, reference=reference
+        ).exists()
+    ):
+        raise Conflict(
+            _("A recharge with the reference %(ref)s is already recorded for this wallet.")
+            % {"ref": reference},
+            code="reference_taken",
+            fields={"reference": [_("Already recorded.")]},
+        )
     tx = post(
         kind=TransactionKind.RECHARGE,
         wallet=wallet,
         legs=[(wallet, amount), (None, -amount)],
         created_by=actor,
         method=method[:32],
-        reference=reference[:200],
+        reference=reference,
         payer=(payer or str(actor))[:200],
     )
     domain, project = _tenant_of(wallet)
