@@ -236,6 +236,8 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
             raise ServiceError(_("You cannot deactivate your own account."), code="self_deactivate")
     if set(changes) & set(REAL_NAME_FIELDS):
         require(actor, Action.USER_EDIT_REAL_NAME, user)
+    if str(changes.get("email", user.email)).strip().lower() != (user.email or "").lower():
+        require(actor, Action.USER_EDIT_EMAIL, user)
     before = snapshot(user, [*REAL_NAME_FIELDS, "is_active"])
     new = {k: (v.strip() if isinstance(v, str) else v) for k, v in changes.items()}
     if "email" in new:

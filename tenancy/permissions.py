@@ -48,6 +48,7 @@ class Action(StrEnum):
     USER_CREATE = "user.create"  # obj: the home domain
     USER_VIEW = "user.view"
     USER_EDIT_REAL_NAME = "user.edit_real_name"
+    USER_EDIT_EMAIL = "user.edit_email"  # the address is the key to the account
     USER_DEACTIVATE = "user.deactivate"
     # Memberships and roles (obj: the membership / domain role)
     MEMBERSHIP_CHANGE = "membership.change"
@@ -207,6 +208,17 @@ def _may_manage_user(roles: Roles, target: Any, *, admin_only: bool = False) -> 
     return any(pid in projects or did in domains for pid, did in rows)
 
 
+def _exclusively_theirs(roles: Roles, target: Any) -> bool:
+    """Is every project of `target` one the actor administers, with no domain role besides?"""
+    from tenancy.models import DomainRole, Membership
+
+    administered = {pid for pid, role in roles.projects.items() if role == ADMIN}
+    projects = set(Membership.objects.filter(user=target).values_list("project_id", flat=True))
+    if not projects or not projects <= administered:
+        return False
+    return not DomainRole.objects.filter(user=target).exists()
+
+
 def _outranks(roles: Roles, target: Any) -> bool:
     """Does the actor stand above every role the target holds? Changing a user's email is how
     an account is taken over (a password reset goes to the new address), so an admin changes
@@ -282,6 +294,19 @@ def can(actor: Any, action: Action | str, obj: Any = None) -> bool:
             # only of users below them (the email is the key to the account).
             return _may_manage_user(roles, obj, admin_only=True) and (
                 obj.pk == actor.pk or _outranks(roles, obj)
+            )
+        case Action.USER_EDIT_EMAIL:
+            # A password reset goes to the address, so changing it hands the account over: only
+            # the home domain's admins; a project admin only for an account nobody has used
+            # yet (never signed in: a typo in a roster) that is exclusively theirs (in no
+            # project but theirs, no domain role) — never for a school's student they added.
+            if not can(actor, Action.USER_EDIT_REAL_NAME, obj):
+                return False
+            home = obj.home_domain_id
+            if home is not None and _domain_level(roles, home, admin_only=True):
+                return True
+            return obj.pk == actor.pk or (
+                obj.last_login is None and _exclusively_theirs(roles, obj)
             )
         case Action.USER_DEACTIVATE:
             return (
