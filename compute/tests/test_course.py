@@ -166,12 +166,16 @@ def test_billing_run_runs_course_end_on_the_day(cw):
     from billing.charging import billing_run
 
     web = boot(cw, cw.member, "web")
-    set_end(cw.project, today())
-    summary = billing_run(until=timezone.now())
+    # The run up to the instant the domain's allocation began: no hour or month has ended in
+    # between, so nothing is charged and no fee falls due (the wallets are empty: a charge would
+    # lock them), whatever the time; the course ends that (Asia/Shanghai) day.
+    until = Allocation.objects.get(level="domain", domain=cw.domain).start
+    set_end(cw.project, timezone.localdate(until))
+    summary = billing_run(until=until)
     assert summary["course_end"]["stopped"] == 1
     assert cloud_status(web) == "SHUTOFF"
     # Nothing starts once the course has ended (compute.services refuses).
     with pytest.raises(Conflict) as refused:
         server_start(actor=cw.member, server=web)
     assert refused.value.code == "course_ended"
-    assert billing_run(until=timezone.now())["course_end"]["stopped"] == 0
+    assert billing_run(until=until)["course_end"]["stopped"] == 0

@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.enforcement import add_months, enforce, member_unlock, tenant_lock, tenant_unlock
-from billing.models import ComputeRequest, Holding, MemberConsumption
+from billing.models import Allocation, ComputeRequest, Holding, MemberConsumption
 from billing.services import allocation_set, target_of, wallet_adjust, wallet_open, wallet_recharge
 from compute.cloud import get_backend
 from compute.enforcement import compute_requests_process
@@ -417,7 +417,10 @@ def test_billing_run_enqueues_the_processing(cw, devcloud):
 
     server = boot(cw, cw.member, "web")
     tenant_lock(actor=cw.domain_admin, project=cw.project, reason="unpaid")
-    summary = billing_run(until=timezone.now())
+    # Up to the instant the domain's allocation began: no hour or month has ended since, so no
+    # charge or fee can lock the empty wallets and add stop requests, whatever the time.
+    until = Allocation.objects.get(level="domain", domain=cw.domain).start
+    summary = billing_run(until=until)
     assert "course_end" in summary
     assert ComputeRequest.objects.get(action="stop").done_at is not None
     assert cloud_status(server) == "SHUTOFF"
