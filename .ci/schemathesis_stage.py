@@ -1,8 +1,9 @@
 """CI stage: fuzz every operation of /api/schema/ with schemathesis, authenticated as each role.
 
 Starts a throw-away PostgreSQL cluster, migrates, loads the demo data, serves the API with
-gunicorn on 127.0.0.1 and runs `schemathesis run` once per role (and once anonymously). Fails on
-any 5xx, undocumented status code, wrong content type or response that violates the schema.
+gunicorn on 127.0.0.1 and runs `schemathesis run` once per role (and once anonymously), each with
+a fresh API token, and once more for token revocation alone. Fails on any 5xx, undocumented
+status code, wrong content type or response that violates the schema.
 Endpoints added by later issues are fuzzed automatically: they are in the schema.
 """
 
@@ -34,11 +35,15 @@ CHECKS = ",".join(
     ]
 )
 
-TOKENS_SCRIPT = """
-import json
-from rest_framework.authtoken.models import Token
+# Run before each role's fuzzing: an earlier role's fuzzing may have deactivated this role's
+# user (which also revoked its tokens), so every user is active again and the role gets a fresh
+# token. The users are the demo data's first of each role.
+TOKEN_SCRIPT = """
 from accounts.models import User
+from accounts.services import token_create
 from tenancy.models import DomainRole, Membership
+
+User.objects.filter(is_active=False).update(is_active=True)
 
 def first(qs):
     return qs.order_by("pk").first()
@@ -53,14 +58,23 @@ users = {
 }
 missing = [role for role, user in users.items() if user is None]
 assert not missing, f"demo data has no user for {missing}"
-tokens = {role: Token.objects.get_or_create(user=user)[0].key for role, user in users.items()}
-print("TOKENS=" + json.dumps(tokens))
+role = "ROLE"
+if role in users:
+    print("TOKEN=" + token_create(user=users[role])[1])
 """
-
-REACTIVATE_SCRIPT = """
-from accounts.models import User
-User.objects.filter(is_active=False).update(is_active=True)
-"""
+ROLES = [
+    "platform",
+    "domain_admin",
+    "domain_assistant",
+    "project_admin",
+    "project_assistant",
+    "member",
+    "anonymous",
+]
+# Revoking the token a run authenticates with would turn the rest of that run into 401s: the
+# roles' runs leave DELETE /auth/token/ out, and a last run fuzzes it alone (its first call
+# revokes the token, the others must then answer a documented 401).
+REVOKE = "auth_token_destroy"
 
 
 def free_port() -> int:
@@ -104,8 +118,11 @@ def main() -> int:
     env.pop("OS_CLOUD", None)
     manage(env, "migrate", "--noinput")
     manage(env, "seed_demo")
-    out = manage(env, "shell", "-c", TOKENS_SCRIPT)
-    tokens = json.loads(next(line for line in out.splitlines() if line.startswith("TOKENS="))[7:])
+
+    def fresh_token(role: str) -> str | None:
+        out = manage(env, "shell", "-c", TOKEN_SCRIPT.replace('"ROLE"', repr(role)))
+        found = [line[6:] for line in out.splitlines() if line.startswith("TOKEN=")]
+        return found[0] if found else None
 
     port = free_port()
     # The server's request log (thousands of 4xx warnings) goes to a file, not the CI log.
@@ -141,10 +158,11 @@ def main() -> int:
             except OSError:
                 time.sleep(0.3)
         failures = []
-        for role, token in [*tokens.items(), ("anonymous", None)]:
-            print(f"\n--- schemathesis as {role}", flush=True)
-            # An earlier role's fuzzing may have deactivated this role's user: undo that.
-            manage(env, "shell", "-c", REACTIVATE_SCRIPT)
+        runs = [(role, ["--exclude-operation-id", REVOKE]) for role in ROLES]
+        runs.append(("member", ["--include-operation-id", REVOKE]))
+        for role, operations in runs:
+            print(f"\n--- schemathesis as {role} ({' '.join(operations)})", flush=True)
+            token = fresh_token(role)
             argv = [
                 str(VENV / "schemathesis"),
                 "run",
@@ -163,11 +181,12 @@ def main() -> int:
                 "30",
                 "--suppress-health-check",
                 "all",
+                *operations,
             ]
             if token:
                 argv += ["--header", f"Authorization: Token {token}"]
             if subprocess.run(argv, cwd=ROOT, env=env, check=False).returncode != 0:  # noqa: S603
-                failures.append(role)
+                failures.append(f"{role} ({' '.join(operations)})")
         if failures:
             print(f"\nschemathesis found problems as: {', '.join(failures)}")
             server_log.flush()

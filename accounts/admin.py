@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
-from django.contrib.auth.forms import UserChangeForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, UserChangeForm
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -105,10 +105,21 @@ class UserEditForm(UserChangeForm):
         )
 
 
+class PasswordForm(AdminPasswordChangeForm):
+    """The admin's "change password" form: the password is set through the service, which also
+    revokes the user's API tokens (as every password change does)."""
+
+    def save(self, commit: bool = True) -> User:
+        usable = self.cleaned_data["set_usable_password"]
+        password = self.cleaned_data["password1"] if usable else None
+        return services.user_password_set(user=self.user, password=password)
+
+
 @admin.register(User)
 class UserAdmin(PlatformAdminMixin, BaseUserAdmin):
     form = UserEditForm
     add_form = UserCreationForm
+    change_password_form = PasswordForm
     add_form_template = None
     fieldsets = (
         (None, {"fields": ("username", "password")}),

@@ -5,11 +5,12 @@ from __future__ import annotations
 from django.contrib.auth import authenticate
 from django.db.models import Q
 from django.utils.translation import gettext as _
-from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
-from rest_framework.authtoken.models import Token
+from django.utils.translation import gettext_lazy
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from knox.models import AuthToken
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.permissions import AllowAny
+from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,6 +20,7 @@ from accounts.models import User
 from accounts.selectors import user_has_mfa, verify_mfa_code
 from accounts.serializers import (
     AuthTokenRequestSerializer,
+    AuthTokenRevokeQuerySerializer,
     AuthTokenSerializer,
     UserCreateSerializer,
     UserFilterSerializer,
@@ -30,27 +32,49 @@ from teachcloud.api.permissions import mfa_enrolment_required
 from teachcloud.api.throttling import SwitchableScopedRateThrottle
 from teachcloud.errors import ServiceError
 from tenancy import selectors
-from tenancy.api import JsonApiMixin, validated_body, validated_query
+from tenancy.api import JsonApiMixin, refuse_unknown_query, validated_body, validated_query
 from tenancy.permissions import requires_mfa
 
 
 class AuthTokenView(APIView):
-    """Exchange a username (or email), password and, with MFA, a one-time code for a token."""
+    """POST: exchange a username (or email), password and, with MFA, a one-time code for an
+    expiring token. DELETE: revoke the token the request carries, or every token of the caller
+    with `?all=1`."""
 
-    authentication_classes: list = []
     parser_classes = [StrictJSONParser]
-    permission_classes = [AllowAny]
-    throttle_classes = [SwitchableScopedRateThrottle]
     throttle_scope = "auth_token"
+
+    def _revoking(self) -> bool:
+        request = getattr(self, "request", None)  # None while drf-spectacular builds its mock
+        return request is not None and request.method == "DELETE"
+
+    def get_authenticators(self) -> list:
+        # Getting a token presents a password: a stale token header must not stand in the way
+        # (and a session's CSRF rules do not apply). Revoking presents the token (or a session).
+        return super().get_authenticators() if self._revoking() else []
+
+    def get_permissions(self) -> list:
+        # Revoking is open to a signed-in user the MFA policy has not let in yet: it only takes
+        # access away.
+        return [IsAuthenticated()] if self._revoking() else [AllowAny()]
+
+    def get_throttles(self) -> list:
+        return [] if self._revoking() else [SwitchableScopedRateThrottle()]
 
     @extend_schema(
         tags=["auth"],
         summary="Get an API token",
+        description=gettext_lazy(
+            "Every call makes a new token that expires after the configured lifetime "
+            "(TEACHCLOUD_TOKEN_TTL_HOURS, 24 h unless the operator changed it). Only a digest "
+            "of the token is stored: keep the answer."
+        ),
         request=AuthTokenRequestSerializer,
         responses={200: AuthTokenSerializer},
         auth=[],
     )
     def post(self, request: Request) -> Response:
+        refuse_unknown_query(request)
         data = validated_body(AuthTokenRequestSerializer, request)
         user = authenticate(request._request, username=data["username"], password=data["password"])
         if user is None or not user.is_active:
@@ -79,8 +103,38 @@ class AuthTokenView(APIView):
                     code="mfa_invalid",
                     fields={"otp": [_("Wrong code.")]},
                 )
-        token, _created = Token.objects.get_or_create(user=user)
-        return Response({"token": token.key})
+        token, key = services.token_create(user=user)
+        return Response(AuthTokenSerializer({"token": key, "expiry": token.expiry}).data)
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Revoke API tokens",
+        description=gettext_lazy(
+            "Revokes the token this request carries (`Authorization: Token <token>`), or with "
+            "`?all=1` every token of yours (with a session too). Tokens are also revoked when "
+            "your password changes and when your account is deactivated."
+        ),
+        parameters=[AuthTokenRevokeQuerySerializer],
+        request=None,
+        responses={204: OpenApiResponse(description=gettext_lazy("Revoked."))},
+    )
+    def delete(self, request: Request) -> Response:
+        refuse_unknown_query(request, frozenset({"all"}))
+        query = validated_query(AuthTokenRevokeQuerySerializer, request)
+        validated_body(serializers.Serializer, request)  # no body fields: `{"all": 1}` is a 400
+        if query.get("all") == "1":
+            services.tokens_revoke(user=request.user)
+        elif isinstance(request.auth, AuthToken):
+            services.token_revoke(token=request.auth)
+        else:
+            raise ServiceError(
+                _(
+                    "This request carries no API token to revoke: send it as "
+                    "`Authorization: Token <token>`, or revoke every token of yours with ?all=1."
+                ),
+                code="no_token",
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 @extend_schema(tags=["users"])

@@ -43,7 +43,27 @@ class AuthTokenRequestSerializer(serializers.Serializer):
 
 class AuthTokenSerializer(serializers.Serializer):
     token = serializers.CharField(
-        read_only=True, help_text=_("Send it as `Authorization: Token <token>`.")
+        read_only=True,
+        help_text=_(
+            "Send it as `Authorization: Token <token>`. Shown once: the server keeps only a "
+            "digest of it."
+        ),
+    )
+    expiry = serializers.DateTimeField(
+        read_only=True,
+        help_text=_(
+            "When the token stops working. It is revoked earlier by DELETE, a password change "
+            "or the account's deactivation."
+        ),
+    )
+
+
+class AuthTokenRevokeQuerySerializer(serializers.Serializer):
+    # Exactly one way to revoke every token: `?all=1` (anything else is a 400).
+    all = serializers.ChoiceField(
+        choices=["1"],
+        required=False,
+        help_text=_("`1`: revoke every token of yours, not only the one this request carries."),
     )
 
 

@@ -1,4 +1,5 @@
-"""Writes of the accounts app: real-name users, enrollment codes and requests, roster imports."""
+"""Writes of the accounts app: real-name users, API tokens, enrollment codes and requests,
+roster imports."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -15,6 +17,7 @@ from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from knox.models import AuthToken
 
 from accounts.models import (
     EnrollmentCode,
@@ -260,6 +263,8 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
     for key, value in new.items():
         setattr(user, key, value)
     user.save()
+    if before["is_active"] and not user.is_active:
+        tokens_revoke(user=user)  # a deactivated account keeps no API access for a reactivation
     if "email" in new and new["email"] != (before["email"] or "").lower():  # not a case change
         EmailAddress.objects.filter(user=user).delete()
         EmailAddress.objects.create(user=user, email=user.email, primary=True, verified=False)
@@ -276,6 +281,46 @@ def user_update(*, actor: Any, user: User, **changes: Any) -> User:
             before=before,
             after=after,
         )
+    return user
+
+
+# -- API tokens (django-rest-knox: only a SHA-512 digest of each key is stored) ---------------
+
+
+def token_create(*, user: User) -> tuple[AuthToken, str]:
+    """A new API token for `user`, expiring TEACHCLOUD_TOKEN_TTL_HOURS from now: the stored row
+    (its digest and expiry) and the key, which exists only in this answer. The user's expired
+    tokens are cleared on the way, so rows do not pile up for scripts that sign in every run."""
+    AuthToken.objects.filter(user=user, expiry__lt=timezone.now()).delete()
+    return AuthToken.objects.create(
+        user=user, expiry=timedelta(hours=settings.TEACHCLOUD_TOKEN_TTL_HOURS)
+    )
+
+
+def token_revoke(*, token: AuthToken) -> None:
+    """Revoke one token (its owner signs it out)."""
+    AuthToken.objects.filter(pk=token.pk).delete()
+
+
+def tokens_revoke(*, user: User) -> int:
+    """Revoke every API token of `user`: by their own wish, and whenever their password changes
+    (allauth's change, set and reset; the admin site) or their account is deactivated."""
+    count, _deleted = AuthToken.objects.filter(user=user).delete()
+    return count
+
+
+@transaction.atomic(durable=True)
+def user_password_set(*, user: User, password: str | None) -> User:
+    """Set a user's password (None: no usable password) outside allauth's own views — the admin
+    site's password form, the demo seed — and revoke their API tokens like every password change.
+    The password was validated by the caller's form. Changes `user` in place, so a caller that
+    keeps the instance (the admin updating its own session hash) sees the new password."""
+    if password is None:
+        user.set_unusable_password()
+    else:
+        user.set_password(password)
+    user.save(update_fields=["password"])
+    tokens_revoke(user=user)
     return user
 
 

@@ -52,11 +52,10 @@ SELECT id, %(platform)s, 1.2345 FROM ins
 def _build(n_rows: int) -> str:
     """The tenants and N ledger entries; the platform staff user's API token."""
     from django.db import connection
-    from rest_framework.authtoken.models import Token
 
     from billing.ledger import platform_wallet
     from billing.models import Wallet
-    from teachcloud.testing.factories import platform_staff
+    from teachcloud.testing.factories import api_token, platform_staff
     from tenancy.models import Domain, Project
 
     created = HOUR0 - timedelta(days=1)
@@ -82,7 +81,7 @@ def _build(n_rows: int) -> str:
         )
         cursor.execute("VACUUM ANALYZE")  # what autovacuum does after a bulk load
     staff = platform_staff(username="bench-finance")
-    return Token.objects.create(user=staff).key
+    return api_token(staff)
 
 
 def _peak_rss_mb() -> float:

@@ -1095,6 +1095,7 @@ def _anonymise(*, pk: int, now: datetime) -> None:
     from allauth.account.models import EmailAddress
 
     from accounts.models import User
+    from accounts.services import tokens_revoke
 
     user = User.objects.select_for_update().get(pk=pk)
     if user.purged_at is not None:
@@ -1110,6 +1111,7 @@ def _anonymise(*, pk: int, now: datetime) -> None:
     user.purged_at = now
     user.set_unusable_password()
     user.save()
+    tokens_revoke(user=user)
     EmailAddress.objects.filter(user=user).delete()
     try:
         from allauth.mfa.models import Authenticator

@@ -50,6 +50,19 @@ def refuse_repeated_query(request: Request) -> None:
         )
 
 
+def refuse_unknown_query(request: Request, allowed: frozenset[str] = frozenset()) -> None:
+    """A write takes no query parameter but its own (`allowed`), each once: an unknown one
+    (`?dryrun=1`, `?DRY_RUN=1`) is a 400, never ignored."""
+    refuse_repeated_query(request)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise ServiceError(
+            _("Unknown query parameter: %(names)s.") % {"names": ", ".join(unknown)[:200]},
+            code="unknown_parameter",
+            fields={name[:100]: [_("Not accepted here.")] for name in unknown},
+        )
+
+
 def validated_query(serializer_class: type[serializers.Serializer], request: Request) -> dict:
     """Query parameters checked by a serializer: a bad (or empty) value is a 400, never a 500."""
     refuse_repeated_query(request)
@@ -91,14 +104,7 @@ class JsonApiMixin:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         if request.method in SAFE_METHODS:
             return
-        refuse_repeated_query(request)
-        unknown = sorted(set(request.query_params) - self.write_query_params)
-        if unknown:
-            raise ServiceError(
-                _("Unknown query parameter: %(names)s.") % {"names": ", ".join(unknown)[:200]},
-                code="unknown_parameter",
-                fields={name[:100]: [_("Not accepted here.")] for name in unknown},
-            )
+        refuse_unknown_query(request, self.write_query_params)
 
     def paginated(self, queryset: Any, output: type[serializers.Serializer]) -> Response:
         page = self.paginate_queryset(queryset)  # type: ignore[attr-defined]

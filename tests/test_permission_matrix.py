@@ -17,11 +17,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from teachcloud.testing.clock import local_today
-from teachcloud.testing.factories import PASSWORD, UserFactory, World
+from teachcloud.testing.factories import PASSWORD, UserFactory, World, api_token
 from tenancy.models import DomainRole, Membership
 from tenancy.services import membership_add
 
@@ -123,6 +122,8 @@ CASES: list[Case] = [
         expect(400, anonymous=400),
         lambda w: {"username": "member", "password": PASSWORD + "x"},
     ),
+    Case("token revoke", "DELETE", lambda w: f"{API}/auth/token/", expect(204)),
+    Case("token revoke all", "DELETE", lambda w: f"{API}/auth/token/?all=1", expect(204)),
     # -- lists --
     *[
         Case(f"list {name}", "GET", lambda w, n=name: f"{API}/{n}/", OWN_LISTS)
@@ -1217,8 +1218,7 @@ def compute_settings(settings: Any) -> Any:
 def client_for(user: Any) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP, generate_totp_secret
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
+from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from accounts.tests.test_api import TOKEN_URL, current_totp, pinned
-from teachcloud.testing.factories import PASSWORD
+from teachcloud.testing.factories import PASSWORD, api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -27,16 +27,16 @@ def test_no_token_for_a_password_alone_when_the_role_requires_mfa(world, enforce
     answer = client.post(TOKEN_URL, {"username": "platform", "password": PASSWORD}, format="json")
     assert answer.status_code == 403
     assert answer.json()["code"] == "mfa_enrolment_required"
-    assert not Token.objects.filter(user=world.platform).exists()
+    assert not AuthToken.objects.filter(user=world.platform).exists()
     # A member, whom the policy does not cover, still gets one.
     member = client.post(TOKEN_URL, {"username": "member", "password": PASSWORD}, format="json")
     assert member.status_code == 200
 
 
 def test_an_old_token_and_a_session_are_closed_until_enrolment(world, enforced):
-    token = Token.objects.create(user=world.platform)  # made before the policy applied
+    token = api_token(world.platform)  # made before the policy applied
     by_token = APIClient()
-    by_token.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    by_token.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     answer = by_token.get("/api/v1/domains/")
     assert answer.status_code == 403 and answer.json()["code"] == "mfa_enrolment_required"
     recharge = by_token.post("/api/v1/domains/", {"name": "X", "code": "x1"}, format="json")

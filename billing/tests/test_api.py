@@ -10,7 +10,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import services
@@ -23,7 +22,7 @@ from billing.models import (
     Transaction,
     Wallet,
 )
-from teachcloud.testing.factories import ProjectFactory, UserFactory
+from teachcloud.testing.factories import ProjectFactory, UserFactory, api_token
 from tenancy.models import Membership
 from tenancy.services import membership_add
 
@@ -33,8 +32,7 @@ API = "/api/v1"
 def client_for(user=None) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

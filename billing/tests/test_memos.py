@@ -15,7 +15,6 @@ from django.apps import apps as real_apps
 from django.test import Client
 from django.urls import reverse
 from django.utils import translation
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import services
@@ -26,6 +25,7 @@ from billing.models import Transaction, TransactionKind, Wallet
 from billing.tests import oracle
 from billing.tests.oracle import CST, make_domain, make_project
 from teachcloud.testing.clock import month_start_after, pinned
+from teachcloud.testing.factories import api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -35,8 +35,7 @@ LANGUAGES = {"en": "en", "zh": "zh-hans"}
 
 def api(user, language: str) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE=language)
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

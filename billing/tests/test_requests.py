@@ -6,7 +6,6 @@ from decimal import Decimal
 
 import pytest
 from django.core.exceptions import PermissionDenied
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import services
@@ -17,6 +16,7 @@ from billing.requests import (
     allocation_requests_visible_to,
 )
 from teachcloud.errors import Conflict, ServiceError
+from teachcloud.testing.factories import api_token
 from tenancy.models import AuditEvent, Membership
 
 API = "/api/v1"
@@ -301,8 +301,7 @@ def test_visibility(w):
 
 def client_for(user) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

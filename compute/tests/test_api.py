@@ -10,7 +10,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import enforcement
@@ -19,6 +18,7 @@ from billing.models import Holding
 from compute import services
 from compute.models import Flavor, Server
 from compute.tests.support import FAST, allocate, flavor, image, mirror_catalogue, set_limit
+from teachcloud.testing.factories import api_token
 from tenancy.models import AuditEvent
 from tenancy.services import membership_add
 
@@ -28,8 +28,7 @@ API = "/api/v1"
 def client_for(user=None) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

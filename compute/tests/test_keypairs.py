@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing.models import Holding
@@ -20,6 +19,7 @@ from compute.cloud import get_backend
 from compute.models import KeyPair, Server
 from compute.tests.support import flavor, image, prepare
 from teachcloud.errors import Conflict, ServiceError
+from teachcloud.testing.factories import api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -65,8 +65,7 @@ def run(django_capture_on_commit_callbacks):
 def client_for(user=None) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

@@ -12,7 +12,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from openpyxl import load_workbook
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from billing import services
@@ -20,7 +19,7 @@ from billing.charging import billing_run, charge_month, rate_hour
 from billing.models import Holding, PriceVersion, Wallet
 from billing.tests.oracle import CST, allocate
 from reports.tests.test_reports import ALL, OWN, build_ledger, finance_user, hour
-from teachcloud.testing.factories import UserFactory
+from teachcloud.testing.factories import UserFactory, api_token
 from tenancy.models import Domain
 from tenancy.services import membership_add, project_create
 
@@ -38,8 +37,7 @@ def ledger(world):
 def client_for(user) -> APIClient:
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

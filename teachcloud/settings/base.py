@@ -1,9 +1,11 @@
 """Settings shared by every environment. Everything that differs comes from the environment."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -25,7 +27,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -151,6 +153,11 @@ TEACHCLOUD_MFA_REQUIRED_ROLES = env.list(
     "TEACHCLOUD_MFA_REQUIRED_ROLES", default=["platform", "domain_admin", "project_admin"]
 )
 TEACHCLOUD_THROTTLE_ENABLED = env.bool("TEACHCLOUD_THROTTLE_ENABLED", default=True)
+# API tokens (django-rest-knox: stored as SHA-512 digests) expire this many hours after they are
+# made; a day covers a lab session or a night's script without leaving keys valid for weeks.
+TEACHCLOUD_TOKEN_TTL_HOURS = env.int("TEACHCLOUD_TOKEN_TTL_HOURS", default=24)
+if TEACHCLOUD_TOKEN_TTL_HOURS <= 0:
+    raise ImproperlyConfigured("TEACHCLOUD_TOKEN_TTL_HOURS must be a positive number of hours.")
 # Reverse proxies in front of the app that append to X-Forwarded-For (nginx: 1). The client's
 # address is taken that many places from the right; 0 = REMOTE_ADDR, X-Forwarded-For ignored.
 TEACHCLOUD_TRUSTED_PROXIES = env.int("TEACHCLOUD_TRUSTED_PROXIES", default=0)
@@ -176,8 +183,9 @@ TEACHCLOUD_EXPORT_KEEP_DAYS = 7
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header makes "not signed in" a 401 rather than a 403.
+    # knox's tokens: `Authorization: Token <key>`, stored hashed, expiring, revocable.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "knox.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["teachcloud.api.permissions.IsAuthenticatedAndEnrolled"],
@@ -199,6 +207,14 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
     "DATETIME_FORMAT": "iso-8601",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# django-rest-knox: tokens are made by accounts.services.token_create (the expiry comes from
+# TEACHCLOUD_TOKEN_TTL_HOURS there; TOKEN_TTL is knox's own default for the same), never renewed
+# by use, and sent with the same `Token` prefix as before.
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(hours=TEACHCLOUD_TOKEN_TTL_HOURS),
+    "AUTO_REFRESH": False,
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "TeachCloud API",

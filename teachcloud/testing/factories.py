@@ -9,6 +9,7 @@ import factory
 from allauth.account.models import EmailAddress
 
 from accounts.models import PlatformRole, User
+from accounts.services import token_create
 from tenancy.models import Domain, Project
 from tenancy.services import domain_role_set, membership_add
 
@@ -49,6 +50,12 @@ class UserFactory(factory.django.DjangoModelFactory):
         if create:
             self.save()
             EmailAddress.objects.create(user=self, email=self.email, primary=True, verified=True)
+
+
+def api_token(user: User) -> str:
+    """A new API token for `user` (made by the service, like `POST /api/v1/auth/token/`): the key
+    to send as `Authorization: Token <key>`."""
+    return token_create(user=user)[1]
 
 
 def platform_staff(**kwargs: Any) -> User:

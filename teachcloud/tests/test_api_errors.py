@@ -7,7 +7,8 @@ import json
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
+
+from teachcloud.testing.factories import api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -15,8 +16,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def api(world):
     client = Client(raise_request_exception=False)
-    token = Token.objects.create(user=world.platform)
-    client.defaults["HTTP_AUTHORIZATION"] = f"Token {token.key}"
+    client.defaults["HTTP_AUTHORIZATION"] = f"Token {api_token(world.platform)}"
     return client
 
 

@@ -8,10 +8,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from teachcloud.testing.factories import DomainFactory, ProjectFactory, UserFactory
+from teachcloud.testing.factories import DomainFactory, ProjectFactory, UserFactory, api_token
 from tenancy.models import AuditEvent, Domain, DomainRole, Membership, Project
 from tenancy.services import domain_role_set, membership_add
 
@@ -22,8 +21,7 @@ def client_for(user=None) -> APIClient:
     """A client that authenticates like an API user (`Authorization: Token <key>`), in English."""
     client = APIClient(HTTP_ACCEPT_LANGUAGE="en")
     if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token(user)}")
     return client
 
 

@@ -200,8 +200,7 @@ class Command(BaseCommand):
     def _finish_user(self, user: User) -> None:
         """The demo password and a verified primary email address."""
         if not user.check_password(self.password):
-            user.set_password(self.password)
-            user.save(update_fields=["password"])
+            account_services.user_password_set(user=user, password=self.password)
         if user.email:
             address = EmailAddress.objects.filter(user=user, email__iexact=user.email).first()
             if address is None:
