@@ -384,7 +384,7 @@ class WalletAdmin(ObjectFormMixin, PlatformAdminMixin, admin.ModelAdmin):
         if obj.locked_at is None:
             return gettext("active")
         return format_html(
-            '<strong style="color:#ba2121">{}</strong> {}',
+            '<strong class="tc-error">{}</strong> {}',
             gettext("locked"),
             obj.locked_at.strftime("%Y-%m-%d %H:%M"),
         )

@@ -554,4 +554,4 @@ class CloudProjectAdmin(PlatformAdminMixin, admin.ModelAdmin):
     def error_state(self, obj: CloudProject) -> str:
         if not obj.last_error:
             return "—"
-        return format_html('<span style="color:#ba2121">{}</span>', obj.last_error[:120])
+        return format_html('<span class="tc-error">{}</span>', obj.last_error[:120])

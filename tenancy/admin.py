@@ -24,7 +24,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_protect
@@ -198,7 +197,7 @@ def pretty_json(value: Any) -> str:
     if value in (None, "", {}, []):
         return "—"
     return format_html(
-        '<pre style="margin:0;white-space:pre-wrap">{}</pre>',
+        '<pre class="tc-json">{}</pre>',
         json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str),
     )
 
@@ -575,10 +574,10 @@ class AuditEventAdmin(PlatformAdminMixin, admin.ModelAdmin):
 
         rows = format_html_join(
             "",
-            "<tr{}><th>{}</th><td>{}</td><td>{}</td></tr>",
+            '<tr class="{}"><th>{}</th><td>{}</td><td>{}</td></tr>',
             (
                 (
-                    mark_safe(' style="font-weight:bold"')
+                    "tc-changed"
                     if before.get(key) != after.get(key) and obj.before and obj.after
                     else "",
                     key,

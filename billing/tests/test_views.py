@@ -474,7 +474,7 @@ def test_member_limits_table_with_consumption_bars(w, login):
     assert row["percent"] == Decimal("76.0")
     assert row["colour"] == "info"
     body = page.content.decode()
-    assert 'class="progress-bar bg-info" style="width: 76%"' in body
+    assert 'class="progress-bar bg-info bar-w-76"' in body
 
     # 90 % and beyond is red.
     services.allocation_set(

@@ -410,7 +410,7 @@ def test_seed_demo_does_not_fail_without_a_cloud(devcloud):
 def test_student_creates_a_vm_in_a_browser_and_watches_it_become_active(live_server, settings):
     """Headless Chromium: the create form, then the VM's page polling (htmx) until the cloud
     reports it active."""
-    from teachcloud.testing.browser import ARTIFACTS, chromium
+    from teachcloud.testing.browser import ARTIFACTS, chromium, settle, watch_csp
     from teachcloud.testing.factories import PASSWORD, make_world
 
     world = make_world()
@@ -423,6 +423,8 @@ def test_student_creates_a_vm_in_a_browser_and_watches_it_become_active(live_ser
     base = live_server.url
     with chromium() as browser:
         context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900})
+        violations: list[str] = []
+        watch_csp(context, violations)
         page = context.new_page()
         page.set_default_timeout(15000)
         try:
@@ -442,9 +444,11 @@ def test_student_creates_a_vm_in_a_browser_and_watches_it_become_active(live_ser
             assert "Building" in page.inner_text("#server-state")
             services.server_build(server_id=server.pk)  # the cloud finishes (the worker's job)
             page.wait_for_function(
-                "document.querySelector('#server-state').innerText.includes('Active')"
+                "() => document.querySelector('#server-state').innerText.includes('Active')"
             )
             assert not page.locator("#server-state[hx-trigger]").count()  # polling stopped
+            settle(context)
+            assert violations == []  # the Content-Security-Policy held on every page
         except Exception:
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "compute-browser-failure.png"), full_page=True)

@@ -508,7 +508,7 @@ def test_dates_are_shanghai_days(school):
 def test_chromium_draws_every_chart_of_the_project_page(live_server, settings):
     """Chart.js (served from our static files) sizes and draws each canvas, with no script
     error; the figures table opens."""
-    from teachcloud.testing.browser import chromium
+    from teachcloud.testing.browser import chromium, settle, watch_csp
 
     settings.LANGUAGE_CODE = "en"
     school = School()
@@ -519,6 +519,7 @@ def test_chromium_draws_every_chart_of_the_project_page(live_server, settings):
         context.add_cookies([{**client_cookie, "url": live_server.url}])
         page = context.new_page()
         errors: list[str] = []
+        watch_csp(context, errors)  # sized by Chart.js through CSSOM, no inline style
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("requestfailed", lambda request: errors.append(f"failed to load {request.url}"))
         page.goto(url)
@@ -541,6 +542,8 @@ def test_chromium_draws_every_chart_of_the_project_page(live_server, settings):
             assert canvas["width"] > 300 and canvas["height"] > 150, canvas
         page.locator("#chart-budgets-card summary").click()
         assert page.locator("#chart-budgets-card table").is_visible()
+        settle(context)
+        assert errors == []
         context.close()
 
 

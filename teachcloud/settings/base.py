@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -55,6 +57,26 @@ MIDDLEWARE = [
     "tenancy.middleware.AuditContextMiddleware",
     "accounts.middleware.MfaEnrolmentMiddleware",
 ]
+
+# Content-Security-Policy (django-csp) on every answer: pages, API, Swagger UI, admin. Scripts
+# and styles come from our own static files only — no inline <script>, style="" or on* handler,
+# no eval (htmx's is switched off in base.html) — so an injected tag or attribute does not run.
+# Images may be data: URIs (the TOTP QR code, Bootstrap's icons). Nothing is framed: a VM's
+# console (noVNC) opens in a tab of its own, and no site may frame the portal.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "frame-src": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+        "base-uri": [SELF],
+        "object-src": [NONE],
+    }
+}
 
 ROOT_URLCONF = "teachcloud.urls"
 WSGI_APPLICATION = "teachcloud.wsgi.application"

@@ -29,7 +29,7 @@ def test_teacher_adds_a_member_and_opens_an_enrollment_link(page, live_server):
     # Add a user of the domain by username; htmx updates the members table in place.
     page.fill("form[action$='/members/add/'] input[name=user]", "outsider")
     page.locator("form[action$='/members/add/'] button[type=submit]").click()
-    page.wait_for_function("document.body.innerText.includes('outsider')")
+    page.wait_for_function("() => document.body.innerText.includes('outsider')")
     assert Membership.objects.filter(project=world.project, user=world.outsider).exists()
 
     # Create an enrollment code and read the join link off the page.
@@ -40,7 +40,7 @@ def test_teacher_adds_a_member_and_opens_an_enrollment_link(page, live_server):
     assert code.code in page.content()
 
 
-def test_student_redeems_a_link_and_signs_in_after_approval(page, live_server, browser):
+def test_student_redeems_a_link_and_signs_in_after_approval(page, live_server, new_context):
     world = make_world()
     code = EnrollmentCode.objects.create(project=world.project, created_by=world.project_admin)
     page.goto(live_server.url + reverse("portal:join", args=[code.code]))
@@ -55,7 +55,7 @@ def test_student_redeems_a_link_and_signs_in_after_approval(page, live_server, b
     assert request.status == "pending"
     assert "/waiting/" in page.url
 
-    teacher = browser.new_context(locale="en-US").new_page()
+    teacher = new_context().new_page()
     sign_in(teacher, live_server.url, "project_admin")
     teacher.goto(live_server.url + reverse("portal:project_enrollment", args=[world.project.pk]))
     teacher.once("dialog", lambda dialog: dialog.accept())
