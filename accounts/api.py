@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import services
+from accounts import services, signin_limits
 from accounts.models import User
 from accounts.selectors import user_has_mfa, verify_mfa_code
 from accounts.serializers import (
@@ -67,7 +67,9 @@ class AuthTokenView(APIView):
         description=gettext_lazy(
             "Every call makes a new token that expires after the configured lifetime "
             "(TEACHCLOUD_TOKEN_TTL_HOURS, 24 h unless the operator changed it). Only a digest "
-            "of the token is stored: keep the answer."
+            "of the token is stored: keep the answer. Failed attempts are counted per "
+            "account, with the portal's: after too many the account is locked for a while "
+            "(429 `account_locked`), whatever the password."
         ),
         request=AuthTokenRequestSerializer,
         responses={200: AuthTokenSerializer},
@@ -77,6 +79,8 @@ class AuthTokenView(APIView):
         refuse_unknown_query(request)
         data = validated_body(AuthTokenRequestSerializer, request)
         user = authenticate(request._request, username=data["username"], password=data["password"])
+        if signin_limits.is_locked_out(request._request):
+            raise signin_limits.account_locked()  # even with the right password
         if user is None or not user.is_active:
             raise ServiceError(
                 _("Wrong username or password, or the account is not active."),
@@ -98,11 +102,15 @@ class AuthTokenView(APIView):
                     fields={"otp": [_("This field is required.")]},
                 )
             if not verify_mfa_code(user, otp):
+                signin_limits.signin_failed(request._request, username=data["username"])
+                if signin_limits.is_locked_out(request._request):
+                    raise signin_limits.account_locked()
                 raise ServiceError(
                     _("The two-factor code is wrong or was already used."),
                     code="mfa_invalid",
                     fields={"otp": [_("Wrong code.")]},
                 )
+        signin_limits.signin_succeeded(request._request, username=data["username"])
         token, key = services.token_create(user=user)
         return Response(AuthTokenSerializer({"token": key, "expiry": token.expiry}).data)
 

@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "axes",
     "accounts",
     "tenancy",
     "billing",
@@ -56,6 +57,8 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "tenancy.middleware.AuditContextMiddleware",
     "accounts.middleware.MfaEnrolmentMiddleware",
+    # Last: turns a sign-in to a locked account into its answer (accounts.signin_limits).
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Content-Security-Policy (django-csp) on every answer: pages, API, Swagger UI, admin. Scripts
@@ -105,6 +108,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
+    # First: refuses every sign-in to a locked account before a password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
@@ -164,6 +169,27 @@ ACCOUNT_RATE_LIMITS = {
     "reset_password": "20/m/ip,5/m/key",
     "change_password": "5/m/user",
 }
+# django-axes: failed sign-ins are counted per account (not per address) across the portal, the
+# admin and POST /api/v1/auth/token/ (accounts.signin_limits). After TEACHCLOUD_SIGNIN_FAILURE_LIMIT
+# failures with no pause of TEACHCLOUD_SIGNIN_LOCKOUT_MINUTES between them, the account is locked,
+# whatever the password, until that many minutes after the last failure. Attempts during a lock
+# are refused without extending it; a successful sign-in clears the count. Only failures are
+# kept (no log of successful sign-ins); platform staff see and delete them in the admin.
+AXES_ENABLED = True
+AXES_FAILURE_LIMIT = env.int("TEACHCLOUD_SIGNIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("TEACHCLOUD_SIGNIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username"]
+AXES_USERNAME_CALLABLE = "accounts.signin_limits.account_key"
+AXES_CLIENT_IP_CALLABLE = "accounts.signin_limits.client_address"
+AXES_LOCKOUT_CALLABLE = "accounts.signin_limits.lockout_response"
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_DISABLE_ACCESS_LOG = True
+AXES_HTTP_RESPONSE_CODE = 429
+# axes.W006 asks for the address in the lockout key. Deliberately not: per address, a school
+# behind one NAT address would be locked out together, and addresses are limited already (DRF's
+# throttle on the token endpoint, allauth's ACCOUNT_RATE_LIMITS on the portal).
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "TeachCloud"
 MFA_RECOVERY_CODE_COUNT = 10

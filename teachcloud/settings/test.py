@@ -22,6 +22,7 @@ CELERY_BROKER_URL = "memory://"
 TEACHCLOUD_MFA_ENFORCED = False
 TEACHCLOUD_THROTTLE_ENABLED = False
 ACCOUNT_RATE_LIMITS = False
+AXES_ENABLED = False  # per-account sign-in limits: accounts/tests/test_signin_limits.py
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
