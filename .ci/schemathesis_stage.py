@@ -35,15 +35,12 @@ CHECKS = ",".join(
     ]
 )
 
-# Run before each role's fuzzing: an earlier role's fuzzing may have deactivated this role's
-# user (which also revoked its tokens), so every user is active again and the role gets a fresh
-# token. The users are the demo data's first of each role.
-TOKEN_SCRIPT = """
+# The demo data's first user of each role, chosen once before any fuzzing (a role's run may
+# delete another role's appointment; its user is still fuzzed as that role's user).
+USERS_SCRIPT = """
+import json
 from accounts.models import User
-from accounts.services import token_create
 from tenancy.models import DomainRole, Membership
-
-User.objects.filter(is_active=False).update(is_active=True)
 
 def first(qs):
     return qs.order_by("pk").first()
@@ -58,9 +55,19 @@ users = {
 }
 missing = [role for role, user in users.items() if user is None]
 assert not missing, f"demo data has no user for {missing}"
-role = "ROLE"
-if role in users:
-    print("TOKEN=" + token_create(user=users[role])[1])
+print("USERS=" + json.dumps({role: user.pk for role, user in users.items()}))
+"""
+# Run before each role's fuzzing: an earlier role's fuzzing may have deactivated this role's
+# user (which also revoked its tokens), so every user is active again and the role's user gets a
+# fresh token.
+TOKEN_SCRIPT = """
+from accounts.models import User
+from accounts.services import token_create
+
+User.objects.filter(is_active=False).update(is_active=True)
+user_id = USER_ID
+if user_id is not None:
+    print("TOKEN=" + token_create(user=User.objects.get(pk=user_id))[1])
 """
 ROLES = [
     "platform",
@@ -119,8 +126,11 @@ def main() -> int:
     manage(env, "migrate", "--noinput")
     manage(env, "seed_demo")
 
+    out = manage(env, "shell", "-c", USERS_SCRIPT)
+    users = json.loads(next(line for line in out.splitlines() if line.startswith("USERS="))[6:])
+
     def fresh_token(role: str) -> str | None:
-        out = manage(env, "shell", "-c", TOKEN_SCRIPT.replace('"ROLE"', repr(role)))
+        out = manage(env, "shell", "-c", TOKEN_SCRIPT.replace("USER_ID", repr(users.get(role))))
         found = [line[6:] for line in out.splitlines() if line.startswith("TOKEN=")]
         return found[0] if found else None
 
