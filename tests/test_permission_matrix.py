@@ -424,39 +424,18 @@ def allocation_payload(target: str) -> Callable[[World], dict[str, Any]]:
     return build
 
 
-def recharge_request_url(action_name: str) -> Callable[[World], str]:
-    """A request filed by the project admin for the project wallet."""
+def recharge_request_url(action_name: str, tenant: str = "project") -> Callable[[World], str]:
+    """A request filed for the project wallet by the project admin, or (tenant="domain") for the
+    domain wallet by the domain admin (platform or finance staff confirm that one)."""
 
     def build(w: World) -> str:
         from billing.models import Wallet
         from billing.services import recharge_request_create
 
         _billing_ready(w)
-        request = recharge_request_create(
-            actor=w.project_admin,
-            wallet=Wallet.objects.get(project=w.project),
-            amount="5",
-            method="bank",
-        )
-        return f"{API}/recharge-requests/{request.pk}/{action_name}"
-
-    return build
-
-
-def domain_recharge_request_url(action_name: str) -> Callable[[World], str]:
-    """A request filed by the domain admin for the domain wallet (platform or finance confirm)."""
-
-    def build(w: World) -> str:
-        from billing.models import Wallet
-        from billing.services import recharge_request_create
-
-        _billing_ready(w)
-        request = recharge_request_create(
-            actor=w.domain_admin,
-            wallet=Wallet.objects.get(domain=w.domain),
-            amount="5",
-            method="bank",
-        )
+        filer = w.project_admin if tenant == "project" else w.domain_admin
+        wallet = Wallet.objects.get(**{tenant: getattr(w, tenant)})
+        request = recharge_request_create(actor=filer, wallet=wallet, amount="5", method="bank")
         return f"{API}/recharge-requests/{request.pk}/{action_name}"
 
     return build
@@ -696,7 +675,7 @@ CASES += [
         Case(
             f"{verb} domain recharge request",
             "POST",
-            domain_recharge_request_url(f"{verb}/"),
+            recharge_request_url(f"{verb}/", tenant="domain"),
             # The receiving side (platform and finance staff) decides; the domain's own staff
             # see it (403), nobody else does (404).
             expect(404, platform=200, finance=200, domain_admin=403, domain_assistant=403),
