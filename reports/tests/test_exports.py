@@ -46,18 +46,6 @@ def wallet(tenant) -> Wallet:
     return Wallet.objects.get(project=tenant)
 
 
-@pytest.fixture
-def w(world):
-    services.platform_capacity_set(
-        actor=world.platform, vcpus=1000, ram_gib=4000, disk_gib=100_000, overcommit="1"
-    )
-    for domain in (world.domain, world.other_domain):
-        services.wallet_open(domain=domain)
-    for project in (world.project, world.other_project):
-        services.wallet_open(project=project)
-    return world
-
-
 def recharge(w, tenant, amount="100.00", method="bank"):
     return services.wallet_recharge(
         actor=w.platform, wallet=wallet(tenant), amount=amount, method=method
